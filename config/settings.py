@@ -1,0 +1,77 @@
+"""One typed settings object, read from ``INTERACTIONS_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["log", "notify", "smtp"]
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERACTIONS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Path("var")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under var_dir when unset."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; kombu's filesystem transport when unset."
+    )
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    claim_lease_seconds: int = Field(default=300, ge=30)
+    max_payload_bytes: int = Field(default=16_384, ge=256)
+    max_note_chars: int = Field(default=10_000, ge=1)
+    default_phone_region: str = Field(default="CA", min_length=2, max_length=2)
+    history_max_limit: int = Field(default=500, ge=1)
+
+    email_provider: ProviderName = "log"
+    sms_provider: ProviderName = "log"
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _production_needs_real_services(self) -> Settings:
+        if self.environment == "production" and not (self.database_url and self.broker_url):
+            raise ValueError(
+                "production needs INTERACTIONS_DATABASE_URL and INTERACTIONS_BROKER_URL; "
+                "the embedded SQLite and filesystem defaults are for trying the service only"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the service runs on the embedded default (no database URL configured)."""
+        return self.database_url is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, falling back to the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'interactions.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The broker URL, falling back to kombu's filesystem transport."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the filesystem transport keeps its messages."""
+        return (self.var_dir / "broker").resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

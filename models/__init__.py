@@ -1,0 +1,19 @@
+"""The ledger's tables, enumerations and sessions."""
+
+from models.base import Base
+from models.batch import Batch
+from models.contact import Contact
+from models.enums import ChannelType, EventKind, InteractionStatus
+from models.event import InteractionEvent
+from models.interaction import CustomerInteraction
+
+__all__ = [
+    "Base",
+    "Batch",
+    "ChannelType",
+    "Contact",
+    "CustomerInteraction",
+    "EventKind",
+    "InteractionEvent",
+    "InteractionStatus",
+]

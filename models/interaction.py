@@ -1,0 +1,82 @@
+"""The ``interactions`` table: one row per outbound communication or manual notation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigId, JsonDocument, utcnow, value_enum
+from models.enums import ChannelType, InteractionStatus
+
+IDEMPOTENCY_KEY_MAX = 255
+CUSTOMER_ID_MAX = 64
+
+
+class CustomerInteraction(Base):
+    """An interaction with a customer and where it stands; the unit of idempotency."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        sa.Index(
+            "ix_interactions_timeline",
+            "customer_id",
+            sa.text("created_at DESC"),
+            sa.text("id DESC"),
+        ),
+        sa.Index("ix_interactions_provider_reference", "provider_reference"),
+        sa.Index("ix_interactions_batch_status", "batch_id", "status"),
+        sa.Index(
+            "ix_interactions_pending_claims",
+            "claim_expires_at",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    interaction_uuid: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid, unique=True, nullable=False, default=uuid.uuid4
+    )
+    customer_id: Mapped[str] = mapped_column(sa.String(CUSTOMER_ID_MAX), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(
+        sa.String(IDEMPOTENCY_KEY_MAX), unique=True, nullable=False
+    )
+    channel: Mapped[ChannelType] = mapped_column(
+        value_enum(ChannelType, "channel_type"), nullable=False
+    )
+    status: Mapped[InteractionStatus] = mapped_column(
+        value_enum(InteractionStatus, "interaction_status"), nullable=False
+    )
+    body_content: Mapped[str | None] = mapped_column(sa.Text)
+    # The reference we handed the provider (our interaction UUID), as the RFC names it.
+    notify_reference: Mapped[str | None] = mapped_column(sa.String(255))
+    # The provider's own id for the message, once it accepted it.
+    provider_reference: Mapped[str | None] = mapped_column(sa.String(255))
+    provider: Mapped[str | None] = mapped_column(sa.String(32))
+    meta_data: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+
+    recipient: Mapped[str | None] = mapped_column(sa.String(320))
+    template_key: Mapped[str | None] = mapped_column(sa.String(100))
+    batch_id: Mapped[str | None] = mapped_column(sa.String(100))
+    author: Mapped[str | None] = mapped_column(sa.String(100))
+    attempt_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    # A live lease means a worker holds the claim; NULL on a PENDING row means released.
+    claim_expires_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"<CustomerInteraction id={self.id} key={self.idempotency_key!r} "
+            f"channel={self.channel} status={self.status}>"
+        )

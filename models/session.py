@@ -1,0 +1,75 @@
+"""Engines and sessions, built lazily and once per process so forked workers never share one."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings, get_settings
+
+SessionFactory = Callable[[], Session]
+
+_lock = threading.Lock()
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def build_engine(url: str, settings: Settings | None = None) -> Engine:
+    """A new engine for ``url``, tuned for the dialect it names."""
+    settings = settings or get_settings()
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        engine = sa.create_engine(url, **options)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    options["pool_size"] = settings.database_pool_size
+    options["max_overflow"] = settings.database_pool_size
+    if url.startswith("postgresql") and settings.database_statement_timeout_ms:
+        timeout = settings.database_statement_timeout_ms
+        options["connect_args"] = {"options": f"-c statement_timeout={timeout}"}
+    return sa.create_engine(url, **options)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets the demo's producer and worker processes read while one writes."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """This process's engine for the configured database, built on first use."""
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
+    key = (os.getpid(), url)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = build_engine(url, settings)
+            _engines[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Forget every engine inherited from a parent process without closing its connections."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+
+
+def session_factory(engine: Engine | None = None) -> SessionFactory:
+    """A factory of short-lived sessions; objects stay readable after commit."""
+    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)

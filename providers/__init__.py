@@ -1,0 +1,23 @@
+"""Adapters that deliver messages: the port, and one module per provider."""
+
+from providers.base import (
+    LookupResult,
+    LookupUnsupported,
+    OutboundMessage,
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    SendReceipt,
+    TransientProviderError,
+)
+
+__all__ = [
+    "LookupResult",
+    "LookupUnsupported",
+    "OutboundMessage",
+    "PermanentProviderError",
+    "Provider",
+    "ProviderError",
+    "SendReceipt",
+    "TransientProviderError",
+]

@@ -1,0 +1,87 @@
+"""The provider port: what the service needs from anything that delivers a message."""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.enums import ChannelType, InteractionStatus
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to hand to a provider; ``reference`` is our interaction UUID."""
+
+    interaction_uuid: uuid.UUID
+    channel: ChannelType
+    recipient: str
+    template_key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> str:
+        """The reference the provider keeps, so it can be asked about the message later."""
+        return str(self.interaction_uuid)
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    """What a provider answered when it accepted a message."""
+
+    provider: str
+    provider_reference: str
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What a provider knows of a message we may have sent it."""
+
+    found: bool
+    provider_reference: str | None = None
+    status: InteractionStatus | None = None
+
+
+class ProviderError(Exception):
+    """A provider refused or failed a send; ``reason`` is safe to store (no personal data)."""
+
+    transient = False
+
+    def __init__(self, reason: str, *, status_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class TransientProviderError(ProviderError):
+    """Worth trying again later: a timeout, a dropped connection, a 429 or a 5xx."""
+
+    transient = True
+
+
+class PermanentProviderError(ProviderError):
+    """Trying again cannot help: a validation error, an invalid address."""
+
+
+class LookupUnsupported(Exception):
+    """The provider cannot be asked about a message (SMTP): a person must decide."""
+
+
+class NoProviderForChannel(LookupError):
+    """No provider is configured for the channel asked for."""
+
+
+class Provider(abc.ABC):
+    """Delivers messages on one or more channels and, where it can, answers lookups."""
+
+    name: str = "provider"
+
+    @abc.abstractmethod
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """Hand ``message`` to the provider; raise a ProviderError when it does not take it."""
+
+    def lookup(self, reference: str) -> LookupResult:
+        """Ask the provider about the message we sent with ``reference``."""
+        raise LookupUnsupported(f"{self.name} cannot look messages up by reference")

@@ -1,0 +1,34 @@
+"""Which provider serves which channel, built from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from config.settings import Settings
+from models.enums import ChannelType
+from providers.base import NoProviderForChannel, Provider
+from providers.log import LogProvider
+
+
+class ProviderRegistry:
+    """Maps each channel to the provider that delivers on it."""
+
+    def __init__(self, providers: Mapping[ChannelType, Provider]) -> None:
+        self._providers = dict(providers)
+
+    def for_channel(self, channel: ChannelType) -> Provider:
+        """The provider for ``channel``; a clear error when none is configured."""
+        try:
+            return self._providers[channel]
+        except KeyError:
+            raise NoProviderForChannel(f"no provider is configured for {channel.value}") from None
+
+    @classmethod
+    def single(cls, provider: Provider) -> ProviderRegistry:
+        """One provider for every channel that is sent (email, SMS, system alerts)."""
+        return cls({c: provider for c in (ChannelType.EMAIL, ChannelType.SMS, ChannelType.SYSTEM)})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProviderRegistry:
+        """The providers the settings name; only the log provider exists so far."""
+        return cls.single(LogProvider())

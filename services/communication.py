@@ -1,0 +1,310 @@
+"""CommunicationService: the RFC's four operations over the interactions ledger."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from config.settings import Settings, get_settings
+from models.base import utcnow
+from models.contact import Contact
+from models.enums import ChannelType, EventKind, InteractionStatus, parse_enum
+from models.event import InteractionEvent
+from models.interaction import CustomerInteraction
+from models.session import SessionFactory
+from providers.base import (
+    NoProviderForChannel,
+    OutboundMessage,
+    PermanentProviderError,
+    SendReceipt,
+    TransientProviderError,
+)
+from providers.registry import ProviderRegistry
+from services import claims, history, status_events, validation
+from services.claims import Claim, ClaimState, DispatchRequest
+from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
+from services.records import (
+    DispatchOutcome,
+    DispatchResult,
+    HistoryPage,
+    InteractionRecord,
+    StatusUpdate,
+)
+
+log = logging.getLogger(__name__)
+
+_CLAIM_OUTCOMES = {
+    ClaimState.ALREADY_SENT: DispatchOutcome.ALREADY_SENT,
+    ClaimState.IN_FLIGHT: DispatchOutcome.IN_FLIGHT,
+}
+
+
+class CommunicationService:
+    """Dispatches, records and reads interactions; one short transaction at a time."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        providers: ProviderRegistry,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = session_factory
+        self._providers = providers
+        self._settings = settings or get_settings()
+        self._clock = clock
+
+    def dispatch(
+        self,
+        customer_id: str,
+        channel: ChannelType | str,
+        template_key: str,
+        payload: dict[str, Any] | None,
+        idempotency_key: str,
+        recipient: str | None = None,
+        *,
+        batch_id: str | None = None,
+    ) -> DispatchResult:
+        """Send one message at most once per ``idempotency_key`` and record what happened.
+
+        Claim the key in one transaction, call the provider holding no connection, record
+        the result in a second. A transient provider error releases the claim and raises
+        TransientDispatchError, so the caller may retry.
+        """
+        request = self._validated(customer_id, channel, template_key, payload, idempotency_key)
+        request = DispatchRequest(**{**request.__dict__, "batch_id": batch_id})
+        try:
+            provider = self._providers.for_channel(request.channel)
+        except NoProviderForChannel as exc:
+            raise InvalidInput("channel", str(exc)) from None
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            address, failure = self._resolve_recipient(session, request, recipient)
+            lease_until = now + timedelta(seconds=self._settings.claim_lease_seconds)
+            claim = claims.claim(session, request, address, failure, now, lease_until)
+        if claim.state is ClaimState.KEY_CONFLICT:
+            raise InvalidInput(
+                "idempotency_key", "was already used for another customer or channel"
+            )
+        if claim.state is not ClaimState.CLAIMED:
+            return DispatchResult(_CLAIM_OUTCOMES[claim.state], self._record(claim.interaction_id))
+        if failure is not None or address is None:
+            return DispatchResult(DispatchOutcome.FAILED, self._record(claim.interaction_id))
+
+        message = OutboundMessage(
+            claim.interaction_uuid, request.channel, address, request.template_key, request.payload
+        )
+        try:
+            receipt = provider.send(message)
+        except TransientProviderError as exc:
+            self._release(claim, exc.reason)
+            raise TransientDispatchError(request.idempotency_key, exc.reason) from None
+        except PermanentProviderError as exc:
+            return self._failed(claim, exc.reason)
+        return self._sent(claim, receipt)
+
+    def _validated(
+        self,
+        customer_id: str,
+        channel: ChannelType | str,
+        template_key: str,
+        payload: dict[str, Any] | None,
+        idempotency_key: str,
+    ) -> DispatchRequest:
+        try:
+            parsed_channel = parse_enum(ChannelType, channel)
+        except ValueError as exc:
+            raise InvalidInput("channel", str(exc)) from None
+        if parsed_channel is ChannelType.PHONE:
+            raise InvalidInput("channel", "phone calls are recorded with add_note, not dispatched")
+        return DispatchRequest(
+            customer_id=validation.customer_id(customer_id),
+            channel=parsed_channel,
+            template_key=validation.template_key(template_key),
+            payload=validation.payload(payload, self._settings.max_payload_bytes),
+            idempotency_key=validation.idempotency_key(idempotency_key),
+            batch_id=None,
+        )
+
+    def _resolve_recipient(
+        self, session: Any, request: DispatchRequest, given: str | None
+    ) -> tuple[str | None, str | None]:
+        """The normalised address, or why there is none (recorded as the failure reason)."""
+        address = given
+        if address is None:
+            contact = session.get(Contact, request.customer_id)
+            if request.channel is ChannelType.EMAIL:
+                address = contact.email if contact else None
+            elif request.channel is ChannelType.SMS:
+                address = contact.phone if contact else None
+            else:
+                address = request.customer_id
+            if not address:
+                return None, f"no {request.channel.value} contact on file for the customer"
+        try:
+            normalised = validation.recipient(
+                request.channel, address, self._settings.default_phone_region
+            )
+        except InvalidRecipient as exc:
+            return None, exc.message
+        return normalised, None
+
+    def _sent(self, claim: Claim, receipt: SendReceipt) -> DispatchResult:
+        with self._sessions() as session, session.begin():
+            row = claims.record_sent(session, claim, receipt, self._clock())
+            record = InteractionRecord.of(row)
+        return DispatchResult(DispatchOutcome.SENT, record)
+
+    def _failed(self, claim: Claim, reason: str) -> DispatchResult:
+        with self._sessions() as session, session.begin():
+            row = claims.record_failed(session, claim, reason, self._clock())
+            record = InteractionRecord.of(row)
+        return DispatchResult(DispatchOutcome.FAILED, record)
+
+    def _release(self, claim: Claim, reason: str) -> None:
+        with self._sessions() as session, session.begin():
+            claims.release(session, claim, reason, self._clock())
+
+    def _record(self, interaction_id: int) -> InteractionRecord:
+        with self._sessions() as session:
+            return InteractionRecord.of(session.get_one(CustomerInteraction, interaction_id))
+
+    def give_up(self, idempotency_key: str, reason: str) -> bool:
+        """Mark a released attempt FAILED once its retries ran out."""
+        with self._sessions() as session, session.begin():
+            return claims.give_up(session, idempotency_key, reason, self._clock())
+
+    def get_history(
+        self,
+        customer_id: str,
+        limit: int = 50,
+        *,
+        cursor: str | None = None,
+        channel: ChannelType | str | None = None,
+        status: InteractionStatus | str | None = None,
+    ) -> HistoryPage:
+        """A customer's interactions, newest first, one keyset page at a time."""
+        query = history.HistoryQuery.build(
+            validation.customer_id(customer_id),
+            limit,
+            self._settings.history_max_limit,
+            cursor,
+            channel,
+            status,
+        )
+        with self._sessions() as session:
+            return history.read_page(session, query)
+
+    def update_status(
+        self,
+        provider_ref: str,
+        status: InteractionStatus | str,
+        *,
+        provider: str | None = None,
+        provider_event_id: str | None = None,
+        occurred_at: datetime | None = None,
+        reason: str | None = None,
+        source: str = "provider",
+        detail: dict[str, Any] | None = None,
+    ) -> StatusUpdate:
+        """Apply a status event through the transition table; every event is recorded."""
+        event = status_event(
+            provider_ref, status, provider, provider_event_id, occurred_at, reason, source, detail
+        )
+        return status_events.apply(self._sessions, event, self._clock())
+
+    def add_note(
+        self, customer_id: str, content: str, author: str, *, occurred_at: datetime | None = None
+    ) -> InteractionRecord:
+        """Record a phone call (or any manual notation) as it happened, with its author."""
+        customer = validation.customer_id(customer_id)
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInput("content", "must be non-empty text")
+        if len(content) > self._settings.max_note_chars:
+            raise InvalidInput(
+                "content", f"must be at most {self._settings.max_note_chars} characters"
+            )
+        if not isinstance(author, str) or not author.strip() or len(author) > 100:
+            raise InvalidInput("author", "must be 1-100 characters naming who made the note")
+        now = self._clock()
+        when = occurred_at or now
+        if when.tzinfo is None:
+            raise InvalidInput("occurred_at", "must carry a time zone")
+        interaction_uuid = uuid.uuid4()
+        with self._sessions() as session, session.begin():
+            row = CustomerInteraction(
+                interaction_uuid=interaction_uuid,
+                customer_id=customer,
+                idempotency_key=f"note:{interaction_uuid}",
+                channel=ChannelType.PHONE,
+                status=InteractionStatus.DELIVERED,
+                body_content=content,
+                author=author.strip(),
+                attempt_count=0,
+                created_at=when,
+                updated_at=now,
+                delivered_at=when,
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                InteractionEvent(
+                    interaction_id=row.id,
+                    kind=EventKind.STAFF_ACTION,
+                    to_status=InteractionStatus.DELIVERED,
+                    outcome="note_added",
+                    source="staff",
+                    actor=author.strip(),
+                    occurred_at=when,
+                    recorded_at=now,
+                )
+            )
+            return InteractionRecord.of(row)
+
+    def upsert_contact(self, customer_id: str, email: str | None, phone: str | None) -> None:
+        """Put a customer's addresses in the contact directory, normalised."""
+        customer = validation.customer_id(customer_id)
+        clean_email = validation.email_address(email) if email else None
+        clean_phone = (
+            validation.phone_number(phone, self._settings.default_phone_region) if phone else None
+        )
+        with self._sessions() as session, session.begin():
+            contact = session.get(Contact, customer) or Contact(customer_id=customer)
+            contact.email, contact.phone, contact.updated_at = (
+                clean_email,
+                clean_phone,
+                self._clock(),
+            )
+            session.add(contact)
+
+
+def status_event(
+    provider_ref: str,
+    requested: InteractionStatus | str,
+    provider: str | None,
+    provider_event_id: str | None,
+    occurred_at: datetime | None,
+    reason: str | None,
+    source: str,
+    detail: dict[str, Any] | None,
+) -> status_events.StatusEvent:
+    """A validated status event."""
+    if not isinstance(provider_ref, str) or not provider_ref or len(provider_ref) > 255:
+        raise InvalidInput("provider_ref", "must be 1-255 characters")
+    try:
+        parsed = parse_enum(InteractionStatus, requested)
+    except ValueError as exc:
+        raise InvalidInput("status", str(exc)) from None
+    return status_events.StatusEvent(
+        reference=provider_ref,
+        status=parsed,
+        provider=provider,
+        provider_event_id=provider_event_id,
+        occurred_at=occurred_at,
+        reason=reason,
+        source=source,
+        detail=detail,
+    )

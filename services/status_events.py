@@ -1,0 +1,131 @@
+"""Applying provider status events: forward only, duplicates recorded, orphans kept."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.enums import EventKind, InteractionStatus
+from models.event import InteractionEvent
+from models.interaction import CustomerInteraction
+from models.session import SessionFactory
+from services.records import InteractionRecord, StatusUpdate
+from services.transitions import Outcome, decide
+
+_TIMESTAMP = {
+    InteractionStatus.SENT: "sent_at",
+    InteractionStatus.DELIVERED: "delivered_at",
+    InteractionStatus.OPENED: "opened_at",
+    InteractionStatus.FAILED: "failed_at",
+}
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A status reported for the message with ``reference`` (the provider's or our own)."""
+
+    reference: str
+    status: InteractionStatus
+    provider: str | None = None
+    provider_event_id: str | None = None
+    occurred_at: datetime | None = None
+    reason: str | None = None
+    source: str = "provider"
+    detail: dict[str, Any] | None = None
+
+
+def find_by_reference(session: Session, reference: str) -> CustomerInteraction | None:
+    """The interaction the provider's reference names, or whose UUID the reference is; locked."""
+    query = sa.select(CustomerInteraction).with_for_update()
+    row = session.execute(
+        query.where(CustomerInteraction.provider_reference == reference)
+    ).scalar_one_or_none()
+    if row is not None:
+        return row
+    try:
+        own = uuid.UUID(reference)
+    except ValueError:
+        return None
+    return session.execute(
+        query.where(CustomerInteraction.interaction_uuid == own)
+    ).scalar_one_or_none()
+
+
+def _seen(session: Session, event: StatusEvent) -> bool:
+    if not event.provider_event_id:
+        return False
+    return (
+        session.execute(
+            sa.select(InteractionEvent.id).where(
+                InteractionEvent.provider == event.provider,
+                InteractionEvent.provider_event_id == event.provider_event_id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def apply(sessions: SessionFactory, event: StatusEvent, now: datetime) -> StatusUpdate:
+    """Apply ``event`` in one transaction and say what it did."""
+    try:
+        with sessions() as session, session.begin():
+            return _apply(session, event, now)
+    except IntegrityError:
+        # Another delivery of the same provider event won the race and was applied once.
+        return StatusUpdate(Outcome.DUPLICATE, None, None, None)
+
+
+def _apply(session: Session, event: StatusEvent, now: datetime) -> StatusUpdate:
+    if _seen(session, event):
+        return StatusUpdate(Outcome.DUPLICATE, None, None, None)
+    when = event.occurred_at or now
+    row = find_by_reference(session, event.reference)
+    if row is None:
+        session.add(_event(None, event, None, Outcome.UNKNOWN_REFERENCE, when, now))
+        return StatusUpdate(Outcome.UNKNOWN_REFERENCE, None, None, None)
+    previous = row.status
+    transition = decide(previous, event.status)
+    if transition.changes:
+        row.status = transition.new_status
+        row.claim_expires_at = None
+        setattr(row, _TIMESTAMP[event.status], when)
+        if event.status is InteractionStatus.OPENED and row.delivered_at is None:
+            row.delivered_at = when
+        if event.status is InteractionStatus.FAILED:
+            row.failure_reason = event.reason or "reported failed by the provider"
+    session.add(_event(row.id, event, previous, transition.outcome, when, now))
+    session.flush()
+    return StatusUpdate(transition.outcome, previous, row.status, InteractionRecord.of(row))
+
+
+def _event(
+    interaction_id: int | None,
+    event: StatusEvent,
+    previous: InteractionStatus | None,
+    outcome: Outcome,
+    when: datetime,
+    now: datetime,
+) -> InteractionEvent:
+    detail = dict(event.detail or {})
+    if event.reason:
+        detail["reason"] = event.reason
+    return InteractionEvent(
+        interaction_id=interaction_id,
+        kind=EventKind.PROVIDER_EVENT,
+        from_status=previous,
+        to_status=event.status,
+        outcome=outcome.value,
+        source=event.source,
+        provider=event.provider,
+        provider_event_id=event.provider_event_id,
+        reference=event.reference,
+        detail=detail or None,
+        occurred_at=when,
+        recorded_at=now,
+    )

@@ -1,0 +1,117 @@
+"""Checks on everything a caller hands the service, before anything is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from models.enums import ChannelType
+from models.interaction import CUSTOMER_ID_MAX, IDEMPOTENCY_KEY_MAX
+from services.errors import InvalidInput, InvalidRecipient
+
+_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_TEMPLATE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PAYLOAD_DEPTH = 8
+
+
+def customer_id(value: object) -> str:
+    """A customer id: letters, digits and ``_.:-``, at most 64 characters."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("customer_id", "must be a non-empty string")
+    if len(value) > CUSTOMER_ID_MAX:
+        raise InvalidInput("customer_id", f"must be at most {CUSTOMER_ID_MAX} characters")
+    if not _CUSTOMER_ID.match(value):
+        raise InvalidInput("customer_id", "may hold only letters, digits and _ . : -")
+    return value
+
+
+def idempotency_key(value: object) -> str:
+    """An idempotency key: 1 to 255 printable characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("idempotency_key", "must be a non-empty string")
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput("idempotency_key", f"must be at most {IDEMPOTENCY_KEY_MAX} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput("idempotency_key", "must not contain control characters")
+    return value
+
+
+def template_key(value: object) -> str:
+    """A template key: a short identifier naming the template to send."""
+    if not isinstance(value, str) or not _TEMPLATE_KEY.match(value):
+        raise InvalidInput("template_key", "must be 1-100 characters of letters, digits and _ . - ")
+    return value
+
+
+def payload(value: object, max_bytes: int) -> dict[str, Any]:
+    """A JSON object of at most ``max_bytes`` when encoded, nested no deeper than 8 levels."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("payload", "must be a JSON object")
+    _check_depth(value, 1)
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("payload", f"must be JSON-serialisable ({type(exc).__name__})") from None
+    if len(encoded) > max_bytes:
+        raise InvalidInput("payload", f"is {len(encoded)} bytes; the limit is {max_bytes}")
+    return value
+
+
+def _check_depth(value: object, depth: int) -> None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise InvalidInput("payload", f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    for child in children:
+        if isinstance(child, dict | list):
+            _check_depth(child, depth + 1)
+
+
+def email_address(value: str) -> str:
+    """A deliverable-looking email address, normalised (domain lower-cased)."""
+    if _CONTROL.search(value):
+        raise InvalidRecipient("recipient", "email address contains control characters")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        # The library's message can quote the address; keep only its class of problem.
+        raise InvalidRecipient("recipient", f"not a valid email address ({_reason(exc)})") from None
+
+
+def _reason(exc: EmailNotValidError) -> str:
+    text = str(exc)
+    if "@" in text:
+        return "malformed address"
+    return text.rstrip(".")[:120]
+
+
+def phone_number(value: str, default_region: str) -> str:
+    """A valid phone number in E.164 form, read in ``default_region`` when it has no +code."""
+    if _CONTROL.search(value):
+        raise InvalidRecipient("recipient", "phone number contains control characters")
+    try:
+        parsed = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidRecipient("recipient", "not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidRecipient("recipient", "not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def recipient(channel: ChannelType, value: str, default_region: str) -> str:
+    """The recipient normalised for ``channel``; PHONE and SYSTEM take any short label."""
+    if channel is ChannelType.EMAIL:
+        return email_address(value)
+    if channel is ChannelType.SMS:
+        return phone_number(value, default_region)
+    if _CONTROL.search(value) or len(value) > 320:
+        raise InvalidRecipient("recipient", "must be at most 320 printable characters")
+    return value

@@ -1,0 +1,91 @@
+"""Migrations: the migrated schema is the models' schema, and enums grow on live tables."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from config.settings import Settings
+from models import Base
+from models.migrate import alembic_config, current_revision, head_revision, upgrade
+from models.session import build_engine
+from tests.conftest import PG_URL, recreate_database
+
+
+def test_the_migrated_schema_equals_the_models(pg_engine: Engine) -> None:
+    with pg_engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert current_revision(connection) == head_revision()
+
+
+def test_the_migrated_sqlite_database_has_every_table_and_index(sqlite_template: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{sqlite_template}")
+    inspector = sa.inspect(engine)
+    assert set(inspector.get_table_names()) - {"alembic_version"} == set(Base.metadata.tables)
+    for name, table in Base.metadata.tables.items():
+        columns = {c["name"] for c in inspector.get_columns(name)}
+        assert columns == set(table.columns.keys()), name
+        indexes = {i["name"] for i in inspector.get_indexes(name)}
+        assert indexes == {i.name for i in table.indexes}, name
+    engine.dispose()
+
+
+def test_a_new_channel_is_added_to_a_live_table_with_rows(
+    tmp_path: Path, test_settings: Settings
+) -> None:
+    url = sa.engine.make_url(PG_URL).set(database="interactions_enum_test")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine)
+    insert = sa.text(
+        "INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key, channel,"
+        " status, attempt_count, created_at, updated_at)"
+        " VALUES (:u, 'C-1', :k, CAST(:c AS channel_type), 'sent', 1, now(), now())"
+    )
+    with engine.begin() as connection:
+        for i in range(50):
+            connection.execute(insert, {"u": uuid.uuid4(), "k": f"old-{i}", "c": "email"})
+
+    (tmp_path / "9001_whatsapp.py").write_text(
+        textwrap.dedent(
+            f'''
+            """Add the whatsapp channel."""
+            from models.migrate import add_enum_value
+
+            revision = "9001"
+            down_revision = {head_revision()!r}
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+                add_enum_value("channel_type", "whatsapp")
+
+
+            def downgrade() -> None:
+                raise NotImplementedError
+            '''
+        )
+    )
+    config = alembic_config(extra_locations=[tmp_path])
+    with engine.connect() as reader:
+        # A reader holds the table open while the migration runs.
+        reader.execute(sa.text("SELECT count(*) FROM interactions"))
+        upgrade(engine, "9001", config)
+        reader.rollback()
+    with engine.begin() as connection:
+        connection.execute(insert, {"u": uuid.uuid4(), "k": "new-1", "c": "whatsapp"})
+        channels = connection.execute(
+            sa.text("SELECT channel::text, count(*) FROM interactions GROUP BY 1 ORDER BY 1")
+        ).all()
+        assert current_revision(connection) == "9001"
+    assert [tuple(row) for row in channels] == [("email", 50), ("whatsapp", 1)]
+    engine.dispose()

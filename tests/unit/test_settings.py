@@ -1,0 +1,41 @@
+"""Settings from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import Settings
+
+
+def test_embedded_default_with_nothing_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("INTERACTIONS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("INTERACTIONS_BROKER_URL", raising=False)
+    monkeypatch.setenv("INTERACTIONS_VAR_DIR", str(tmp_path))
+    settings = Settings()
+    assert settings.embedded
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'interactions.db'}"
+    assert settings.resolved_broker_url == "filesystem://"
+
+
+def test_values_come_from_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERACTIONS_DATABASE_URL", "postgresql+psycopg2://db/x")
+    monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "120")
+    settings = Settings()
+    assert settings.resolved_database_url == "postgresql+psycopg2://db/x"
+    assert settings.claim_lease_seconds == 120
+
+
+def test_production_refuses_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INTERACTIONS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("INTERACTIONS_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="production needs"):
+        Settings()
+
+
+def test_a_malformed_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "soon")
+    with pytest.raises(ValidationError, match="claim_lease_seconds"):
+        Settings()

@@ -1,0 +1,142 @@
+"""The ``interactions`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from config.logging import configure_logging
+from config.settings import get_settings
+from models.enums import ChannelType, InteractionStatus
+from models.migrate import upgrade
+from models.session import get_engine
+from services.errors import InvalidInput, TransientDispatchError
+from workers import display
+from workers.doctor import run_checks
+from workers.runtime import build_service
+
+CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
+STATUSES = click.Choice([s.value for s in InteractionStatus])
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def main(verbose: bool) -> None:
+    """Log and dispatch outbound communications with customers."""
+    configure_logging(logging.DEBUG if verbose else logging.WARNING)
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    settings = get_settings()
+    upgrade(get_engine(settings))
+    click.echo("database is at the newest revision")
+
+
+@main.command()
+@click.option("--customer", "customer_id", required=True, help="The customer's id.")
+@click.option("--channel", type=CHANNELS, required=True)
+@click.option("--template", "template_key", required=True, help="The template key.")
+@click.option("--key", "idempotency_key", required=True, help="The idempotency key.")
+@click.option("--recipient", default=None, help="Address; the contact directory when omitted.")
+@click.option("--payload", default="{}", help="Personalisation, as a JSON object.")
+def dispatch(
+    customer_id: str,
+    channel: str,
+    template_key: str,
+    idempotency_key: str,
+    recipient: str | None,
+    payload: str,
+) -> None:
+    """Send one message, at most once per key."""
+    try:
+        data: Any = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--payload is not JSON: {exc.msg}") from None
+    try:
+        result = build_service().dispatch(
+            customer_id, channel, template_key, data, idempotency_key, recipient
+        )
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    except TransientDispatchError as exc:
+        raise click.ClickException(f"the provider failed, try again later: {exc.reason}") from None
+    record = result.interaction
+    line = f"{result.outcome.value}: {record.idempotency_key} is {record.status.value}"
+    if record.failure_reason:
+        line += f" ({record.failure_reason})"
+    click.echo(line)
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--channel", type=click.Choice([c.value for c in ChannelType]), default=None)
+@click.option("--status", type=STATUSES, default=None)
+@click.option("--cursor", default=None, help="The cursor printed under a previous page.")
+def timeline(
+    customer_id: str, limit: int, channel: str | None, status: str | None, cursor: str | None
+) -> None:
+    """Show a customer's interactions, newest first."""
+    try:
+        page = build_service().get_history(
+            customer_id, limit, cursor=cursor, channel=channel, status=status
+        )
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    if not page.items:
+        click.echo(f"no interactions for {customer_id}")
+        return
+    click.echo(display.timeline(page.items))
+    if page.next_cursor:
+        click.echo(f"\nmore: --cursor {page.next_cursor}")
+
+
+@main.command()
+@click.argument("customer_id")
+@click.argument("content")
+@click.option("--author", required=True, help="Who made the call or the notation.")
+def note(customer_id: str, content: str, author: str) -> None:
+    """Record a phone call or manual notation on a customer's timeline."""
+    try:
+        record = build_service().add_note(customer_id, content, author)
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"note {record.interaction_uuid} recorded for {record.customer_id}")
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--email", default=None)
+@click.option("--phone", default=None)
+def contact(customer_id: str, email: str | None, phone: str | None) -> None:
+    """Put a customer's email address and phone number in the contact directory."""
+    try:
+        build_service().upsert_contact(customer_id, email, phone)
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"contact saved for {customer_id}")
+
+
+@main.command()
+def doctor() -> None:
+    """Check the database, its migrations and the broker."""
+    failed = False
+    for check in run_checks(get_settings()):
+        click.echo(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.message}")
+        failed = failed or not check.ok
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+def demo() -> None:
+    """Run the demonstration on the configured (or embedded) services."""
+    from workers.demo import run_demo
+
+    run_demo()
