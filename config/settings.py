@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["log", "notify", "smtp"]
@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     email_provider: ProviderName = "log"
     sms_provider: ProviderName = "log"
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    provider_pool_size: int = Field(default=32, ge=1)
+
+    notify_base_url: str = "http://127.0.0.1:6011"
+    notify_api_key: SecretStr | None = None
+    # template key -> Notify template id, as JSON: {"welcome": "f33517ff-..."}
+    notify_templates: dict[str, str] = Field(default_factory=dict)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "no-reply@example.gov"
+    smtp_message_id_domain: str = "interactions.invalid"
+    templates_dir: Path = Path(__file__).resolve().parent / "templates"
 
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:

@@ -1,6 +1,7 @@
 """Adapters that deliver messages: the port, and one module per provider."""
 
 from providers.base import (
+    AmbiguousProviderError,
     LookupResult,
     LookupUnsupported,
     OutboundMessage,
@@ -12,6 +13,7 @@ from providers.base import (
 )
 
 __all__ = [
+    "AmbiguousProviderError",
     "LookupResult",
     "LookupUnsupported",
     "OutboundMessage",

@@ -65,6 +65,14 @@ class PermanentProviderError(ProviderError):
     """Trying again cannot help: a validation error, an invalid address."""
 
 
+class AmbiguousProviderError(ProviderError):
+    """The provider may or may not have taken the message (a read timeout after sending).
+
+    Neither retrying nor failing is safe: the claim stays held until reconciliation asks
+    the provider by reference, or a person decides where the provider cannot be asked.
+    """
+
+
 class LookupUnsupported(Exception):
     """The provider cannot be asked about a message (SMTP): a person must decide."""
 

@@ -30,5 +30,30 @@ class ProviderRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProviderRegistry:
-        """The providers the settings name; only the log provider exists so far."""
-        return cls.single(LogProvider())
+        """The providers the settings name for email and SMS; system alerts go to the log."""
+        built: dict[str, Provider] = {}
+
+        def named(name: str) -> Provider:
+            if name not in built:
+                built[name] = _build(name, settings)
+            return built[name]
+
+        return cls(
+            {
+                ChannelType.EMAIL: named(settings.email_provider),
+                ChannelType.SMS: named(settings.sms_provider),
+                ChannelType.SYSTEM: named("log"),
+            }
+        )
+
+
+def _build(name: str, settings: Settings) -> Provider:
+    if name == "notify":
+        from providers.notify import NotifyProvider
+
+        return NotifyProvider.from_settings(settings)
+    if name == "smtp":
+        from providers.smtp import SmtpProvider
+
+        return SmtpProvider.from_settings(settings)
+    return LogProvider()

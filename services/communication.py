@@ -16,6 +16,7 @@ from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import (
+    AmbiguousProviderError,
     NoProviderForChannel,
     OutboundMessage,
     PermanentProviderError,
@@ -104,6 +105,13 @@ class CommunicationService:
             raise TransientDispatchError(request.idempotency_key, exc.reason) from None
         except PermanentProviderError as exc:
             return self._failed(claim, exc.reason)
+        except AmbiguousProviderError as exc:
+            # The provider may have the message: keep the claim for reconciliation to settle.
+            log.warning(
+                "provider outcome unknown; claim held for reconciliation",
+                extra={"idempotency_key": request.idempotency_key, "reason": exc.reason},
+            )
+            return DispatchResult(DispatchOutcome.IN_FLIGHT, self._record(claim.interaction_id))
         return self._sent(claim, receipt)
 
     def _validated(
