@@ -29,7 +29,17 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1, le=100)
     database_statement_timeout_ms: int = Field(default=30_000, ge=0)
 
-    claim_lease_seconds: int = Field(default=300, ge=30)
+    claim_lease_seconds: int = Field(default=300, ge=5)
+    task_time_limit_seconds: int = Field(default=120, ge=2)
+    broker_visibility_timeout_seconds: int = Field(default=3600, ge=60)
+    dispatch_max_retries: int = Field(default=8, ge=0)
+    retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    retry_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    worker_concurrency: int = Field(default=32, ge=1)
+    worker_prefetch_multiplier: int = Field(default=4, ge=1)
+    batch_chunk_size: int = Field(default=1000, ge=1, le=10_000)
+    reconcile_batch_size: int = Field(default=500, ge=1)
+    released_claim_grace_seconds: int = Field(default=900, ge=1)
     max_payload_bytes: int = Field(default=16_384, ge=256)
     max_note_chars: int = Field(default=10_000, ge=1)
     default_phone_region: str = Field(default="CA", min_length=2, max_length=2)
@@ -62,6 +72,24 @@ class Settings(BaseSettings):
                 "production needs INTERACTIONS_DATABASE_URL and INTERACTIONS_BROKER_URL; "
                 "the embedded SQLite and filesystem defaults are for trying the service only"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _leases_outlive_tasks(self) -> Settings:
+        # A claim must outlive the task holding it, and the broker must not hand a message
+        # to a second worker while the first may still run it or hold it for a retry.
+        if self.claim_lease_seconds <= self.task_time_limit_seconds:
+            raise ValueError("claim_lease_seconds must exceed task_time_limit_seconds")
+        longest = self.task_time_limit_seconds + self.retry_backoff_max_seconds
+        if self.broker_visibility_timeout_seconds <= longest:
+            raise ValueError(
+                "broker_visibility_timeout_seconds must exceed task_time_limit_seconds "
+                "plus retry_backoff_max_seconds"
+            )
+        if self.provider_connect_timeout_seconds + self.provider_timeout_seconds >= (
+            self.task_time_limit_seconds
+        ):
+            raise ValueError("provider timeouts must fit within task_time_limit_seconds")
         return self
 
     @property

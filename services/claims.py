@@ -165,7 +165,7 @@ def _locked(session: Session, interaction_id: int) -> CustomerInteraction:
 
 
 def record_sent(
-    session: Session, claim: Claim, receipt: SendReceipt, now: datetime
+    session: Session, claim: Claim, receipt: SendReceipt, now: datetime, source: str = SOURCE
 ) -> CustomerInteraction:
     """Record that the provider accepted the attempt; a callback may already have gone further."""
     row = _locked(session, claim.interaction_id)
@@ -181,7 +181,16 @@ def record_sent(
     transition = decide(previous, InteractionStatus.SENT)
     if transition.changes:
         row.status = transition.new_status
-    _status_event(session, row, previous, InteractionStatus.SENT, transition.outcome, claim, now)
+    _status_event(
+        session,
+        row,
+        previous,
+        InteractionStatus.SENT,
+        transition.outcome,
+        claim,
+        now,
+        source=source,
+    )
     return row
 
 
@@ -212,6 +221,7 @@ def _status_event(
     claim: Claim,
     now: datetime,
     reason: str | None = None,
+    source: str = SOURCE,
 ) -> None:
     session.add(
         InteractionEvent(
@@ -221,7 +231,7 @@ def _status_event(
             to_status=requested,
             outcome=outcome,
             attempt=claim.attempt,
-            source=SOURCE,
+            source=source,
             provider=row.provider,
             detail={"failure_reason": reason} if reason else None,
             occurred_at=now,

@@ -19,6 +19,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAYLOAD_DEPTH = 8
 
 
+def is_printable(value: str) -> bool:
+    """Whether ``value`` holds no control characters."""
+    return not _CONTROL.search(value)
+
+
 def customer_id(value: object) -> str:
     """A customer id: letters, digits and ``_.:-``, at most 64 characters."""
     if not isinstance(value, str) or not value:

@@ -140,3 +140,13 @@ def demo() -> None:
     from workers.demo import run_demo
 
     run_demo()
+
+
+def _register() -> None:
+    from workers.cli_batches import batch_status_command, reconcile_command, send_batch
+
+    for command in (send_batch, batch_status_command, reconcile_command):
+        main.add_command(command)
+
+
+_register()

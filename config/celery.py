@@ -1,0 +1,69 @@
+"""The Celery configuration: queues, routes, delivery guarantees and the beat schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from kombu import Queue
+
+from config.settings import Settings
+
+DISPATCH_QUEUE = "dispatch"
+STATUS_QUEUE = "status"
+MAINTENANCE_QUEUE = "maintenance"
+QUEUES = (DISPATCH_QUEUE, STATUS_QUEUE, MAINTENANCE_QUEUE)
+
+ROUTES = {
+    "tasks.dispatch": {"queue": DISPATCH_QUEUE},
+    "tasks.apply_status_event": {"queue": STATUS_QUEUE},
+    "tasks.reconcile_claims": {"queue": MAINTENANCE_QUEUE},
+}
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.resolved_broker_url.startswith("filesystem"):
+        folder = settings.broker_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    # Redis redelivers any message unacknowledged this long, running or not: it must
+    # exceed the longest task plus the longest retry countdown held by a worker.
+    return {"visibility_timeout": settings.broker_visibility_timeout_seconds}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Everything the Celery app is configured with, from the service's settings."""
+    filesystem = settings.resolved_broker_url.startswith("filesystem")
+    return {
+        "broker_url": settings.resolved_broker_url,
+        "broker_transport_options": _transport_options(settings),
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        # A task is acknowledged when it finishes, and a task whose worker died is put back:
+        # every task is idempotent, so running one twice is safe; losing one is not.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "task_soft_time_limit": max(1, settings.task_time_limit_seconds - 10),
+        "task_queues": tuple(Queue(name, routing_key=name) for name in QUEUES),
+        "task_default_queue": DISPATCH_QUEUE,
+        "task_routes": ROUTES,
+        "worker_pool": "threads",
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        # The filesystem transport has no fanout exchange for events; Flower needs Redis.
+        "worker_send_task_events": not filesystem,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "reconcile-claims": {
+                "task": "tasks.reconcile_claims",
+                "schedule": timedelta(minutes=1),
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": 55},
+            },
+        },
+    }

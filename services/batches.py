@@ -1,0 +1,280 @@
+"""Bulk sends: stream recipients, skip what is already sent, enqueue one dispatch per recipient.
+
+Running a batch again with the same id is the resume: only keys not yet SENT, DELIVERED or
+OPENED are enqueued again, and the claim protocol absorbs any that are still in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+import sqlalchemy as sa
+
+from config.settings import Settings
+from models.base import utcnow
+from models.batch import Batch
+from models.enums import SENT_OR_BEYOND, ChannelType, parse_enum
+from models.interaction import CustomerInteraction
+from models.session import SessionFactory
+from services import validation
+from services.errors import InvalidInput
+
+MAX_REJECTIONS_KEPT = 1000
+_SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"
+
+
+@dataclass(frozen=True)
+class DispatchMessage:
+    """Everything a dispatch task needs; it travels in the broker, never in a displayed repr."""
+
+    idempotency_key: str
+    customer_id: str
+    channel: str
+    template_key: str
+    payload: dict[str, Any] = field(repr=False)
+    recipient: str | None = field(repr=False)
+    batch_id: str | None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
+        return {
+            "idempotency_key": self.idempotency_key,
+            "customer_id": self.customer_id,
+            "channel": self.channel,
+            "template_key": self.template_key,
+            "payload": self.payload,
+            "recipient": self.recipient,
+            "batch_id": self.batch_id,
+        }
+
+
+class Publisher(Protocol):
+    """Puts dispatch messages on the broker."""
+
+    def publish(self, messages: Sequence[DispatchMessage]) -> None:
+        """Enqueue one dispatch task per message."""
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    """One recipient of a batch, as read from its source."""
+
+    line: int
+    customer_id: str
+    recipient: str | None = field(repr=False)
+    payload: dict[str, Any] = field(repr=False)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A source row the batch could not use, with where it was and why (no personal data)."""
+
+    line: int
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    """What one run of a batch did."""
+
+    batch_id: str
+    rows: int = 0
+    enqueued: int = 0
+    already_sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def _decoded_lines(stream: IO[bytes]) -> Iterator[str]:
+    """Text lines; undecodable bytes become surrogates so one bad row cannot stop the batch."""
+    for raw in stream:
+        yield raw.decode("utf-8", errors="surrogateescape")
+
+
+def _has_bad_bytes(values: Iterable[str]) -> bool:
+    return any(_SURROGATE_MIN <= ch <= _SURROGATE_MAX for value in values for ch in value)
+
+
+def read_csv(
+    stream: IO[bytes], key_column: str | None = None
+) -> Iterator[RecipientRow | Rejection]:
+    """Stream a CSV of recipients: ``customer_id``, optional ``recipient``, the rest payload."""
+    reader = csv.reader(_decoded_lines(stream))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    if "customer_id" not in header:
+        raise InvalidInput("csv", "the header must name a customer_id column")
+    if key_column and key_column not in header:
+        raise InvalidInput("csv", f"the header has no {key_column!r} column")
+    reserved = {"customer_id", "recipient", key_column}
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Rejection(reader.line_num, f"malformed CSV ({exc})")
+            continue
+        line = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield Rejection(line, f"expected {len(header)} fields, found {len(cells)}")
+            continue
+        if _has_bad_bytes(cells):
+            yield Rejection(line, "not valid UTF-8")
+            continue
+        values = dict(zip(header, cells, strict=True))
+        yield RecipientRow(
+            line=line,
+            customer_id=values["customer_id"].strip(),
+            recipient=values.get("recipient", "").strip() or None,
+            payload={k: v for k, v in values.items() if k not in reserved},
+            idempotency_key=values[key_column].strip() if key_column else None,
+        )
+
+
+class BatchProducer:
+    """Turns a stream of recipients into dispatch tasks, one chunk at a time."""
+
+    def __init__(self, sessions: SessionFactory, publisher: Publisher, settings: Settings) -> None:
+        self._sessions = sessions
+        self._publisher = publisher
+        self._settings = settings
+
+    def run(
+        self,
+        batch_id: str,
+        channel: ChannelType | str,
+        template_key: str,
+        rows: Iterable[RecipientRow | Rejection],
+        *,
+        source: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> BatchReport:
+        """Enqueue every recipient of ``rows`` not already sent; safe to run again."""
+        if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
+            raise InvalidInput("batch_id", "must be 1-100 printable characters")
+        try:
+            parsed_channel = parse_enum(ChannelType, channel)
+        except ValueError as exc:
+            raise InvalidInput("channel", str(exc)) from None
+        if parsed_channel is ChannelType.PHONE:
+            raise InvalidInput("channel", "phone calls are recorded with add_note, not sent")
+        template = validation.template_key(template_key)
+        self._start(batch_id, parsed_channel, template, source)
+        report = BatchReport(batch_id)
+        chunk_size = self._settings.batch_chunk_size
+        iterator = iter(rows)
+        while chunk := list(itertools.islice(iterator, chunk_size)):
+            self._run_chunk(report, batch_id, parsed_channel, template, chunk)
+            self._save_progress(batch_id, report)
+            if on_progress:
+                on_progress(len(chunk))
+        return report
+
+    def _start(
+        self, batch_id: str, channel: ChannelType, template: str, source: str | None
+    ) -> None:
+        with self._sessions() as session, session.begin():
+            batch = session.get(Batch, batch_id, with_for_update=True)
+            if batch is None:
+                batch = Batch(id=batch_id, channel=channel, template_key=template)
+                session.add(batch)
+            elif (batch.channel, batch.template_key) != (channel, template):
+                raise InvalidInput(
+                    "batch_id",
+                    f"was started for {batch.channel.value} with template {batch.template_key!r}",
+                )
+            batch.source = source
+            batch.runs = (batch.runs or 0) + 1
+            batch.total_rows = batch.enqueued = batch.already_sent = batch.rejected = 0
+            batch.updated_at = utcnow()
+
+    def _run_chunk(
+        self,
+        report: BatchReport,
+        batch_id: str,
+        channel: ChannelType,
+        template: str,
+        chunk: list[RecipientRow | Rejection],
+    ) -> None:
+        messages: dict[str, DispatchMessage] = {}
+        for item in chunk:
+            report.rows += 1
+            checked = self._checked(item, batch_id, channel, template)
+            if isinstance(checked, Rejection):
+                report.rejected += 1
+                if len(report.rejections) < MAX_REJECTIONS_KEPT:
+                    report.rejections.append(checked)
+                continue
+            if checked.idempotency_key in messages:
+                report.duplicates += 1
+                continue
+            messages[checked.idempotency_key] = checked
+        done = self._already_sent(list(messages))
+        report.already_sent += len(done)
+        pending = [m for key, m in messages.items() if key not in done]
+        if pending:
+            self._publisher.publish(pending)
+        report.enqueued += len(pending)
+
+    def _checked(
+        self, item: RecipientRow | Rejection, batch_id: str, channel: ChannelType, template: str
+    ) -> DispatchMessage | Rejection:
+        if isinstance(item, Rejection):
+            return item
+        try:
+            customer = validation.customer_id(item.customer_id)
+            recipient = (
+                validation.recipient(channel, item.recipient, self._settings.default_phone_region)
+                if item.recipient
+                else None
+            )
+            payload = validation.payload(item.payload, self._settings.max_payload_bytes)
+            key = validation.idempotency_key(item.idempotency_key or f"{batch_id}:{customer}")
+        except InvalidInput as exc:
+            return Rejection(item.line, str(exc))
+        return DispatchMessage(key, customer, channel.value, template, payload, recipient, batch_id)
+
+    def _already_sent(self, keys: list[str]) -> set[str]:
+        """The keys among ``keys`` that need nothing more: one query per chunk."""
+        if not keys:
+            return set()
+        table = CustomerInteraction
+        with self._sessions() as session:
+            found = session.scalars(
+                sa.select(table.idempotency_key).where(
+                    table.idempotency_key.in_(keys), table.status.in_(SENT_OR_BEYOND)
+                )
+            )
+            return set(found)
+
+    def _save_progress(self, batch_id: str, report: BatchReport) -> None:
+        with self._sessions() as session, session.begin():
+            session.execute(
+                sa.update(Batch)
+                .where(Batch.id == batch_id)
+                .values(
+                    total_rows=report.rows,
+                    enqueued=report.enqueued,
+                    already_sent=report.already_sent,
+                    rejected=report.rejected,
+                    updated_at=utcnow(),
+                )
+            )
+
+
+def read_csv_text(text: str, key_column: str | None = None) -> Iterator[RecipientRow | Rejection]:
+    """``read_csv`` over a string, for callers that hold the CSV in memory already."""
+    return read_csv(io.BytesIO(text.encode()), key_column)

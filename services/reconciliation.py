@@ -1,0 +1,150 @@
+"""Reconciliation: settle claims whose worker vanished, by asking the provider, never by guessing.
+
+A PENDING row past its lease may or may not have reached the provider. Found there means
+SENT; not found means the claim is released and the dispatch enqueued again; a provider that
+cannot be asked (SMTP) leaves the claim held for a person to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from config.settings import Settings
+from models.enums import InteractionStatus
+from models.interaction import CustomerInteraction
+from models.session import SessionFactory
+from providers.base import LookupUnsupported, ProviderError, SendReceipt
+from providers.registry import ProviderRegistry
+from services import claims
+from services.batches import DispatchMessage, Publisher
+from services.claims import Claim, ClaimState
+
+log = logging.getLogger(__name__)
+SOURCE = "reconciler"
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation pass did."""
+
+    confirmed_sent: int = 0
+    released: int = 0
+    requeued: int = 0
+    held: int = 0
+    lookup_errors: int = 0
+
+
+class Reconciler:
+    """Settles expired claims and re-enqueues released ones that nobody picked up."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        providers: ProviderRegistry,
+        publisher: Publisher,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._providers = providers
+        self._publisher = publisher
+        self._settings = settings
+        self._clock = clock
+
+    def run(self) -> ReconcileReport:
+        """One pass over expired and forgotten claims, in bounded batches."""
+        report = ReconcileReport()
+        for row in self._expired_claims():
+            self._settle(row, report)
+        self._requeue_forgotten(report)
+        return report
+
+    def _expired_claims(self) -> list[CustomerInteraction]:
+        table = CustomerInteraction
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    sa.select(table)
+                    .where(
+                        table.status == InteractionStatus.PENDING,
+                        table.claim_expires_at < self._clock(),
+                    )
+                    .order_by(table.claim_expires_at)
+                    .limit(self._settings.reconcile_batch_size)
+                )
+            )
+
+    def _settle(self, row: CustomerInteraction, report: ReconcileReport) -> None:
+        claim = Claim(ClaimState.CLAIMED, row.id, row.interaction_uuid, row.attempt_count)
+        context = {"idempotency_key": row.idempotency_key, "batch_id": row.batch_id}
+        try:
+            provider = self._providers.for_channel(row.channel)
+            found = provider.lookup(str(row.interaction_uuid))
+        except LookupUnsupported:
+            report.held += 1
+            return
+        except ProviderError as exc:
+            report.lookup_errors += 1
+            log.warning("lookup failed, will try again: %s", exc.reason, extra=context)
+            return
+        now = self._clock()
+        if found.found:
+            receipt = SendReceipt(
+                provider.name, found.provider_reference or str(row.interaction_uuid)
+            )
+            with self._sessions() as session, session.begin():
+                claims.record_sent(session, claim, receipt, now, source=SOURCE)
+            report.confirmed_sent += 1
+            log.info("provider has the message; recorded SENT", extra=context)
+            return
+        with self._sessions() as session, session.begin():
+            released = claims.release(
+                session, claim, "not found at the provider after the claim expired", now, SOURCE
+            )
+        if released:
+            report.released += 1
+            self._publisher.publish([_message(row)])
+            report.requeued += 1
+
+    def _requeue_forgotten(self, report: ReconcileReport) -> None:
+        """Released claims whose retry never came (a lost message): enqueue them again."""
+        table = CustomerInteraction
+        now = self._clock()
+        cutoff = now - timedelta(seconds=self._settings.released_claim_grace_seconds)
+        with self._sessions() as session, session.begin():
+            rows = list(
+                session.scalars(
+                    sa.select(table)
+                    .where(
+                        table.status == InteractionStatus.PENDING,
+                        table.claim_expires_at.is_(None),
+                        table.updated_at < cutoff,
+                    )
+                    .limit(self._settings.reconcile_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in rows:
+                row.updated_at = now
+            messages = [_message(row) for row in rows]
+        if messages:
+            self._publisher.publish(messages)
+            report.requeued += len(messages)
+
+
+def _message(row: CustomerInteraction) -> DispatchMessage:
+    payload = (row.meta_data or {}).get("payload") or {}
+    return DispatchMessage(
+        idempotency_key=row.idempotency_key,
+        customer_id=row.customer_id,
+        channel=row.channel.value,
+        template_key=row.template_key or "",
+        payload=payload,
+        recipient=row.recipient,
+        batch_id=row.batch_id,
+    )

@@ -1,0 +1,31 @@
+"""The one decorator every task goes through, carrying the shared options."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from workers.app import app
+
+
+def project_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register a task: bound, acknowledged late, put back if its worker dies, no result kept."""
+    defaults: dict[str, Any] = {
+        "name": name,
+        "bind": True,
+        "ignore_result": True,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+    }
+    return app.task(**{**defaults, **options})  # type: ignore[no-any-return]
+
+
+def backoff(retries: int, base: float, cap: float) -> float:
+    """Seconds before retry number ``retries + 1``: exponential, capped, with jitter.
+
+    Half the delay is fixed and half random, so retries spread out without ever
+    coming back at once after a provider's outage.
+    """
+    ceiling = min(cap, base * 2.0**retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrecy

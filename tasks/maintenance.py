@@ -1,0 +1,42 @@
+"""Maintenance tasks on the beat schedule; each takes a database lock so runs never overlap."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from config.settings import get_settings
+from models.base import utcnow
+from models.session import get_engine, session_factory
+from providers.registry import ProviderRegistry
+from services.locks import exclusive
+from services.reconciliation import Reconciler
+from tasks.base import project_task
+from tasks.publisher import CeleryPublisher
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+
+def build_reconciler() -> Reconciler:
+    """A reconciler on this process's engine, providers and broker."""
+    settings = get_settings()
+    return Reconciler(
+        session_factory(get_engine(settings)),
+        ProviderRegistry.from_settings(settings),
+        CeleryPublisher(app),
+        settings,
+        utcnow,
+    )
+
+
+@project_task("tasks.reconcile_claims")
+def reconcile_claims(self: Task) -> None:
+    """Settle expired claims by asking providers; re-enqueue released claims nobody took."""
+    with exclusive(get_engine(get_settings()), "reconcile_claims") as mine:
+        if not mine:
+            log.info("reconcile_claims is already running elsewhere; skipped")
+            return
+        report = build_reconciler().run()
+    log.info("reconcile_claims: %s", report)

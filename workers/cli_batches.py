@@ -1,0 +1,108 @@
+"""Command line for bulk sends: ``send-batch``, ``batch-status`` and ``reconcile``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from config.settings import get_settings
+from models.base import utcnow
+from models.enums import ChannelType
+from models.session import get_engine, session_factory
+from services.batch_status import batch_status
+from services.batches import BatchProducer, BatchReport, read_csv
+from services.errors import InvalidInput
+from services.locks import exclusive
+from workers import display
+
+CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
+SHOWN_REJECTIONS = 20
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return max(
+            0, sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b"")) - 1
+        )
+
+
+def produce(
+    batch_id: str, channel: str, template: str, path: Path, key_column: str | None, quiet: bool
+) -> BatchReport:
+    """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
+    from tasks.publisher import CeleryPublisher
+    from workers.app import app
+
+    settings = get_settings()
+    producer = BatchProducer(session_factory(get_engine(settings)), CeleryPublisher(app), settings)
+    with path.open("rb") as stream:
+        rows = read_csv(stream, key_column)
+        if quiet:
+            return producer.run(batch_id, channel, template, rows, source=path.name)
+        with click.progressbar(length=_count_lines(path), label=f"batch {batch_id}") as bar:
+            return producer.run(
+                batch_id, channel, template, rows, source=path.name, on_progress=bar.update
+            )
+
+
+@click.command("send-batch")
+@click.option("--batch-id", required=True, help="Names the batch; the same id resumes it.")
+@click.option("--channel", type=CHANNELS, required=True)
+@click.option("--template", "template_key", required=True)
+@click.option("--key-column", default=None, help="A column holding each row's idempotency key.")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def send_batch(
+    batch_id: str, channel: str, template_key: str, key_column: str | None, csv_file: Path
+) -> None:
+    """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet."""
+    try:
+        report = produce(batch_id, channel, template_key, csv_file, key_column, quiet=False)
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(
+        f"batch {report.batch_id}: {report.rows} rows, {report.enqueued} enqueued, "
+        f"{report.already_sent} already sent, {report.duplicates} duplicate, "
+        f"{report.rejected} rejected"
+    )
+    for rejection in report.rejections[:SHOWN_REJECTIONS]:
+        click.echo(f"  line {rejection.line}: {rejection.reason}", err=True)
+    if report.rejected > SHOWN_REJECTIONS:
+        click.echo(f"  ... and {report.rejected - SHOWN_REJECTIONS} more", err=True)
+
+
+@click.command("batch-status")
+@click.argument("batch_id")
+def batch_status_command(batch_id: str) -> None:
+    """Show a batch's totals by status and its progress."""
+    sessions = session_factory(get_engine(get_settings()))
+    try:
+        status = batch_status(sessions, batch_id, utcnow())
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(
+        f"batch {status.batch_id} ({status.channel}, template {status.template_key}), "
+        f"{status.runs} run(s): {status.rows} rows, {status.rejected} rejected"
+    )
+    rows = [(s.value, str(n)) for s, n in sorted(status.by_status.items())]
+    click.echo(display.table(("status", "count"), rows))
+    click.echo(
+        f"progress: {status.finished}/{status.expected} ({status.progress:.0%}); "
+        f"in flight {status.in_flight}, released for retry {status.released}, "
+        f"held for reconciliation or a person {status.held}"
+    )
+
+
+@click.command("reconcile")
+def reconcile_command() -> None:
+    """Run one reconciliation pass now (beat runs it every minute)."""
+    from tasks.maintenance import build_reconciler
+
+    with exclusive(get_engine(get_settings()), "reconcile_claims") as mine:
+        if not mine:
+            raise click.ClickException("a reconciliation is already running")
+        report = build_reconciler().run()
+    click.echo(
+        f"confirmed sent {report.confirmed_sent}, released {report.released}, "
+        f"requeued {report.requeued}, held {report.held}, lookup errors {report.lookup_errors}"
+    )
