@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         """The broker URL, falling back to kombu's filesystem transport."""
-        return self.broker_url or "filesystem://"
+        return self.broker_url or "filesystem://localhost/"
 
     @property
     def broker_folder(self) -> Path:

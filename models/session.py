@@ -31,6 +31,7 @@ def build_engine(url: str, settings: Settings | None = None) -> Engine:
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         engine = sa.create_engine(url, **options)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     options["pool_size"] = settings.database_pool_size
     options["max_overflow"] = settings.database_pool_size
@@ -42,11 +43,22 @@ def build_engine(url: str, settings: Settings | None = None) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets the demo's producer and worker processes read while one writes."""
+    # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take the write lock when a transaction begins, not halfway through it.
+
+    A deferred transaction that reads and then writes fails at once if another process
+    wrote in between; an immediate one waits its turn (busy_timeout) instead.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine(settings: Settings | None = None) -> Engine:

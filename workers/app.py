@@ -8,11 +8,21 @@ from celery import Celery
 from celery.signals import before_task_publish, worker_process_init
 
 from config.celery import celery_config
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from models.session import dispose_engines
 
-app = Celery("interactions", include=["tasks.dispatch", "tasks.maintenance"])
-app.config_from_object(celery_config(get_settings()))
+TASK_MODULES = ["tasks.dispatch", "tasks.maintenance"]
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``; workers use the one below."""
+    celery = Celery("interactions", include=TASK_MODULES, set_as_current=False)
+    celery.config_from_object(celery_config(settings))
+    return celery
+
+
+app = create_app(get_settings())
+app.set_current()
 
 # What Flower and the worker's logs may show of each task's arguments: ids only.
 SHOWN_ARGUMENTS: dict[str, tuple[str, ...]] = {

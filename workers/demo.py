@@ -1,44 +1,222 @@
-"""The demonstration: a few dispatches, a callback, a phone note and a customer's timeline."""
+"""The demonstration: a 1,000-recipient batch through a real worker that is killed part-way."""
 
 from __future__ import annotations
 
-import click
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-from config.settings import get_settings
+import click
+from pydantic import SecretStr
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from config.settings import Settings, get_settings
+from models import CustomerInteraction
+from models.base import utcnow
 from models.migrate import upgrade
 from models.session import get_engine
+from providers.registry import ProviderRegistry
+from providers.stub_server import StubNotifyServer
+from services.batches import BatchProducer, read_csv
+from services.communication import CommunicationService
+from services.reconciliation import Reconciler
+from tasks.publisher import CeleryPublisher
 from workers import display
-from workers.runtime import build_service
+from workers.app import create_app
+
+RECIPIENTS = 1000
+KILL_AFTER = 400
+DEMO_API_KEY = "demo-1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b-0f8fad5b-d9cb-469f-a165-70867728950e"
+DEMO_TEMPLATE_ID = "9c7b2f1e-3d4a-4b5c-8d6e-7f8091a2b3c4"
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def _demo_settings(base: Settings, stub_url: str) -> Settings:
+    return base.model_copy(
+        update={
+            "email_provider": "notify",
+            "notify_base_url": stub_url,
+            "notify_api_key": SecretStr(DEMO_API_KEY),
+            "notify_templates": {"welcome": DEMO_TEMPLATE_ID},
+            "claim_lease_seconds": 15,
+            "task_time_limit_seconds": 10,
+            "provider_timeout_seconds": 3.0,
+            "provider_connect_timeout_seconds": 1.0,
+            "released_claim_grace_seconds": 20,
+        }
+    )
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERACTIONS_")}
+    env.update(
+        INTERACTIONS_VAR_DIR=str(settings.var_dir.resolve()),
+        INTERACTIONS_EMAIL_PROVIDER="notify",
+        INTERACTIONS_NOTIFY_BASE_URL=settings.notify_base_url,
+        INTERACTIONS_NOTIFY_API_KEY=DEMO_API_KEY,
+        INTERACTIONS_NOTIFY_TEMPLATES=f'{{"welcome": "{DEMO_TEMPLATE_ID}"}}',
+        INTERACTIONS_CLAIM_LEASE_SECONDS=str(settings.claim_lease_seconds),
+        INTERACTIONS_TASK_TIME_LIMIT_SECONDS=str(settings.task_time_limit_seconds),
+        INTERACTIONS_PROVIDER_TIMEOUT_SECONDS=str(settings.provider_timeout_seconds),
+        INTERACTIONS_PROVIDER_CONNECT_TIMEOUT_SECONDS=str(
+            settings.provider_connect_timeout_seconds
+        ),
+        INTERACTIONS_WORKER_CONCURRENCY="8",
+    )
+    if settings.database_url:
+        env["INTERACTIONS_DATABASE_URL"] = settings.database_url
+    if settings.broker_url:
+        env["INTERACTIONS_BROKER_URL"] = settings.broker_url
+    return env
+
+
+def _start_worker(env: dict[str, str], name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    log = (log_dir / f"{name}.log").open("wb")
+    command = [
+        CELERY,
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        "dispatch,status,maintenance",
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+
+
+def _write_recipients(path: Path) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["customer_id", "recipient", "name"])
+        for i in range(1, RECIPIENTS + 1):
+            writer.writerow([f"C-{i:04d}", f"resident{i}@example.org", f"Resident {i}"])
+
+
+def _wait(condition: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return False
+
+
+class DemoRun:
+    """One run of the demonstration against a live stub provider."""
+
+    def __init__(self, base: Settings, stub: StubNotifyServer, run_dir: Path) -> None:
+        self.stub = stub
+        self.run_dir = run_dir
+        self.settings = _demo_settings(base, stub.url)
+        self.env = _environment(self.settings)
+        self.batch_id = f"demo-{utcnow():%Y%m%d-%H%M%S}"
+        self.csv_path = run_dir / f"{self.batch_id}.csv"
+        self.sessions = sessionmaker(bind=get_engine(base), expire_on_commit=False)
+        publisher = CeleryPublisher(create_app(self.settings))
+        self.producer = BatchProducer(self.sessions, publisher, self.settings)
+        self.providers = ProviderRegistry.from_settings(self.settings)
+        self.confirmed = self.requeued = 0
+        self.reconciler = Reconciler(
+            self.sessions, self.providers, publisher, self.settings, utcnow
+        )
+
+    def produce(self) -> str:
+        """Run the producer over the CSV; running it again is the resume."""
+        with self.csv_path.open("rb") as stream:
+            report = self.producer.run(
+                self.batch_id, "email", "welcome", read_csv(stream), source=self.csv_path.name
+            )
+        return f"{report.enqueued} enqueued, {report.already_sent} already sent"
+
+    def receipts(self) -> int:
+        """Messages the provider has accepted."""
+        return int(self.stub.stats()["total"])
+
+    def statuses(self) -> dict[str, int]:
+        """The batch's interactions by status."""
+        table = CustomerInteraction
+        with self.sessions() as session:
+            rows = session.execute(
+                sa.select(table.status, sa.func.count())
+                .where(table.batch_id == self.batch_id)
+                .group_by(table.status)
+            ).all()
+        return {s.value: n for s, n in rows}
+
+    def all_sent(self) -> bool:
+        """Whether every recipient is SENT; if not, reconcile as beat would every minute."""
+        if self.statuses().get("sent", 0) == RECIPIENTS:
+            return True
+        report = self.reconciler.run()
+        self.confirmed += report.confirmed_sent
+        self.requeued += report.requeued
+        return False
+
+    def crash_and_resume(self) -> bool:
+        """Worker 1 is killed part-way; worker 2, the producer again and reconciliation finish."""
+        _write_recipients(self.csv_path)
+        first = _start_worker(self.env, "demo-1", self.run_dir)
+        click.echo(f"batch {self.batch_id}: {RECIPIENTS} recipients; worker 1 is pid {first.pid}")
+        click.echo(f"producer: {self.produce()}")
+        _wait(lambda: self.receipts() >= KILL_AFTER, 120)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        click.echo(f"SIGKILL worker 1 after {self.receipts()} provider receipts")
+        second = _start_worker(self.env, "demo-2", self.run_dir)
+        click.echo(f"worker 2 is pid {second.pid}; producer again: {self.produce()}")
+        try:
+            return _wait(self.all_sent, 180, every=2.0)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=30)
+
+    def report(self, settled: bool) -> None:
+        """Print the counts and one customer's timeline."""
+        stats = self.stub.stats()
+        click.echo("")
+        click.echo(f"recipients:             {RECIPIENTS}")
+        click.echo(f"interactions by status: {dict(sorted(self.statuses().items()))}")
+        unique = stats["unique_references"]
+        click.echo(f"provider receipts:      {stats['total']} for {unique} interactions")
+        click.echo(f"duplicates:             {stats['duplicates']}")
+        click.echo(
+            f"reconciliation:         {self.confirmed} claims of the killed worker found at the"
+            f" provider (recorded SENT, not re-sent), {self.requeued} not found and re-enqueued"
+        )
+        service = CommunicationService(self.sessions, self.providers, self.settings)
+        service.add_note("C-0042", "Called to confirm the letter arrived.", "agent.smith")
+        click.echo("\ntimeline of C-0042:")
+        click.echo(display.timeline(service.get_history("C-0042", 10).items))
+        if not settled or stats["duplicates"]:
+            raise click.ClickException(
+                f"the demo did not settle; worker logs are in {self.run_dir}"
+            )
 
 
 def run_demo() -> None:
-    """Dispatch a handful of interactions synchronously and print a timeline."""
-    settings = get_settings()
-    where = "embedded SQLite under ./var" if settings.embedded else "the configured database"
+    """Send a batch, SIGKILL the worker part-way, resume, reconcile, and show the result."""
+    base = get_settings()
+    where = (
+        "embedded SQLite and the filesystem broker under ./var"
+        if base.embedded
+        else "the configured PostgreSQL and broker"
+    )
     click.echo(f"running on {where}")
-    upgrade(get_engine(settings))
-    service = build_service(settings)
-    service.upsert_contact("C-1001", "ada@example.org", "+1 613 555 0101")
-    service.upsert_contact("C-1002", None, None)
-
-    sends = [
-        ("C-1001", "email", "welcome", "demo:welcome:C-1001", None),
-        ("C-1001", "sms", "reminder", "demo:reminder:C-1001", None),
-        ("C-1001", "email", "welcome", "demo:welcome:C-1001", None),
-        ("C-1002", "email", "welcome", "demo:welcome:C-1002", None),
-        ("C-1001", "email", "receipt", "demo:receipt:C-1001", "not-an-address"),
-    ]
-    for customer, channel, template, key, recipient in sends:
-        result = service.dispatch(customer, channel, template, {"name": "Ada"}, key, recipient)
-        reason = (
-            f" ({result.interaction.failure_reason})" if result.interaction.failure_reason else ""
-        )
-        click.echo(f"dispatch {key}: {result.outcome.value}, {result.status.value}{reason}")
-
-    first = service.get_history("C-1001", 10, channel="email", status="sent").items
-    if first and first[0].provider_reference:
-        update = service.update_status(first[0].provider_reference, "delivered")
-        click.echo(f"callback delivered for {first[0].idempotency_key}: {update.outcome.value}")
-    service.add_note("C-1001", "Called to confirm the new mailing address.", "agent.smith")
-    click.echo("\ntimeline of C-1001:")
-    click.echo(display.timeline(service.get_history("C-1001", 20).items))
+    upgrade(get_engine(base))
+    run_dir = (base.var_dir / "demo").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with StubNotifyServer(api_key=DEMO_API_KEY, latency_ms=5) as stub:
+        demo = DemoRun(base, stub, run_dir)
+        settled = demo.crash_and_resume()
+        demo.report(settled)

@@ -17,15 +17,15 @@ def test_embedded_default_with_nothing_set(monkeypatch: pytest.MonkeyPatch, tmp_
     settings = Settings()
     assert settings.embedded
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'interactions.db'}"
-    assert settings.resolved_broker_url == "filesystem://"
+    assert settings.resolved_broker_url == "filesystem://localhost/"
 
 
 def test_values_come_from_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERACTIONS_DATABASE_URL", "postgresql+psycopg2://db/x")
-    monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "120")
+    monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "600")
     settings = Settings()
     assert settings.resolved_database_url == "postgresql+psycopg2://db/x"
-    assert settings.claim_lease_seconds == 120
+    assert settings.claim_lease_seconds == 600
 
 
 def test_production_refuses_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,4 +38,19 @@ def test_production_refuses_the_embedded_default(monkeypatch: pytest.MonkeyPatch
 def test_a_malformed_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "soon")
     with pytest.raises(ValidationError, match="claim_lease_seconds"):
+        Settings()
+
+
+def test_a_lease_shorter_than_a_task_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERACTIONS_CLAIM_LEASE_SECONDS", "60")
+    monkeypatch.setenv("INTERACTIONS_TASK_TIME_LIMIT_SECONDS", "120")
+    with pytest.raises(ValidationError, match="claim_lease_seconds must exceed"):
+        Settings()
+
+
+def test_a_visibility_timeout_shorter_than_a_retry_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INTERACTIONS_BROKER_VISIBILITY_TIMEOUT_SECONDS", "300")
+    with pytest.raises(ValidationError, match="broker_visibility_timeout_seconds must exceed"):
         Settings()

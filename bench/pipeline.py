@@ -1,0 +1,243 @@
+"""Pipeline throughput on PostgreSQL, Redis and the stub provider; prints figures.
+
+    .venv/bin/python -m bench.pipeline                 # every figure, a few minutes
+    .venv/bin/python -m bench.pipeline --memory        # also producer memory at 100k and 1M
+
+End to end: dispatches/s from the first publish to the last SENT commit, with the service's
+own worker settings; the no-op rate is the same workers and messages with a task that does
+nothing. Producer: our batch producer against a plain ``apply_async`` loop, 100,000 recipients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from bench.harness import PYTHON, ROOT, StubProcess, start_workers, stop_workers, wait_for
+from config.settings import Settings
+from models import CustomerInteraction
+from models.migrate import upgrade
+from models.session import build_engine
+from services.batches import BatchProducer, RecipientRow
+from tasks.publisher import CeleryPublisher
+from workers.app import create_app
+
+DB_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_bench"
+)
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
+API_KEY = "bench-3f2a1b0c-9d8e-4f7a-b6c5-d4e3f2a1b0c9-8e7d6c5b-4a39-4281-9f0e-1d2c3b4a5968"
+TEMPLATE_ID = "7d1c2b3a-4e5f-4a6b-9c8d-0e1f2a3b4c5d"
+
+
+def recipients(count: int, offset: int = 0) -> Iterator[RecipientRow]:
+    """``count`` recipients with a realistic payload."""
+    for i in range(offset, offset + count):
+        yield RecipientRow(i + 2, f"C-{i}", f"resident{i}@example.org", {"name": f"Resident {i}"})
+
+
+class Bench:
+    """The services and settings every measurement shares."""
+
+    def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
+        self.args = args
+        self.log_dir = log_dir
+        self.redis = redis.Redis.from_url(BROKER_URL)
+        self.stub = StubProcess(API_KEY, log_dir)
+        self.settings = Settings(
+            environment="test",
+            database_url=DB_URL,
+            broker_url=BROKER_URL,
+            email_provider="notify",
+            notify_base_url=self.stub.url,
+            notify_api_key=API_KEY,  # type: ignore[arg-type]
+            notify_templates={"welcome": TEMPLATE_ID},
+            worker_concurrency=args.concurrency,
+            worker_prefetch_multiplier=args.prefetch,
+        )
+        self.engine = build_engine(DB_URL, self.settings)
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.app = create_app(self.settings)
+        self.publisher = CeleryPublisher(self.app)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERACTIONS_")}
+        env.update(
+            INTERACTIONS_DATABASE_URL=DB_URL,
+            INTERACTIONS_BROKER_URL=BROKER_URL,
+            INTERACTIONS_EMAIL_PROVIDER="notify",
+            INTERACTIONS_NOTIFY_BASE_URL=self.stub.url,
+            INTERACTIONS_NOTIFY_API_KEY=API_KEY,
+            INTERACTIONS_NOTIFY_TEMPLATES=json.dumps({"welcome": TEMPLATE_ID}),
+            INTERACTIONS_WORKER_CONCURRENCY=str(self.args.concurrency),
+            INTERACTIONS_WORKER_PREFETCH_MULTIPLIER=str(self.args.prefetch),
+            INTERACTIONS_DATABASE_POOL_SIZE=str(max(5, self.args.concurrency // 2)),
+        )
+        return env
+
+    def clean(self) -> None:
+        self.redis.flushdb()
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.text("TRUNCATE interaction_events, interactions, batches RESTART IDENTITY")
+            )
+
+    def producer(self) -> BatchProducer:
+        return BatchProducer(self.sessions, self.publisher, self.settings)
+
+    def sent(self) -> int:
+        with self.sessions() as session:
+            return int(
+                session.scalar(
+                    sa.select(sa.func.count()).where(CustomerInteraction.status == "sent")
+                )
+                or 0
+            )
+
+    def drained(self) -> bool:
+        return self.redis.llen("dispatch") == 0 and self.redis.hlen("unacked") == 0
+
+    def noop_rate(self, count: int) -> float:
+        """Tasks/s through workers whose task does nothing, same settings and messages."""
+        self.clean()
+        workers = start_workers(
+            "bench.noop_app", self.env(), self.args.workers, self.log_dir, "noop"
+        )
+        try:
+            started = time.perf_counter()
+            self.producer().run("noop", "email", "welcome", recipients(count))
+            finished = wait_for(self.drained, 600, "the no-op queue to drain", every=0.05)
+        finally:
+            stop_workers(workers)
+        return count / (finished - started)
+
+    def end_to_end_rate(self, count: int, latency_ms: float) -> float:
+        """Dispatches/s from the first publish to the last SENT commit."""
+        self.clean()
+        self.stub.reset()
+        self.stub.configure(latency_ms=latency_ms)
+        workers = start_workers("workers.app", self.env(), self.args.workers, self.log_dir, "e2e")
+        try:
+            started = time.perf_counter()
+            self.producer().run(f"e2e-{latency_ms}", "email", "welcome", recipients(count))
+            finished = wait_for(lambda: self.sent() >= count, 900, f"{count} SENT", every=0.1)
+        finally:
+            stop_workers(workers)
+        stats = self.stub.stats()
+        if stats["total"] != count or stats["duplicates"]:
+            raise RuntimeError(
+                f"stub counted {stats['total']} receipts, {stats['duplicates']} twice"
+            )
+        return count / (finished - started)
+
+    def producer_rate(self, count: int) -> float:
+        """Recipients/s enqueued by the batch producer, already-sent query included."""
+        self.clean()
+        started = time.perf_counter()
+        report = self.producer().run("producer", "email", "welcome", recipients(count))
+        elapsed = time.perf_counter() - started
+        assert report.enqueued == count == self.redis.llen("dispatch")
+        return count / elapsed
+
+    def apply_async_rate(self, count: int) -> float:
+        """Tasks/s enqueued by a plain ``apply_async`` loop, the way most code does it."""
+        self.clean()
+        started = time.perf_counter()
+        for row in recipients(count):
+            self.app.send_task(
+                "tasks.dispatch",
+                kwargs={
+                    "idempotency_key": f"loop:{row.customer_id}",
+                    "customer_id": row.customer_id,
+                    "channel": "email",
+                    "template_key": "welcome",
+                    "payload": row.payload,
+                    "recipient": row.recipient,
+                    "batch_id": "loop",
+                },
+            )
+        elapsed = time.perf_counter() - started
+        assert self.redis.llen("dispatch") == count
+        return count / elapsed
+
+    def producer_memory(self, count: int) -> int:
+        """Peak resident memory, in KiB, of a process producing ``count`` recipients."""
+        self.clean()
+        out = subprocess.run(
+            [PYTHON, "-m", "bench.producer_memory", str(count)],
+            cwd=ROOT,
+            env={**self.env(), "BENCH_DATABASE_URL": DB_URL},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        self.redis.flushdb()
+        return int(out.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipients", type=int, default=4000, help="per end-to-end run")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=32, help="threads per worker")
+    parser.add_argument("--prefetch", type=int, default=4, help="worker_prefetch_multiplier")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--producer-recipients", type=int, default=100_000)
+    parser.add_argument("--memory", action="store_true", help="also measure producer memory")
+    args = parser.parse_args()
+
+    from tests.conftest import recreate_database
+
+    recreate_database(DB_URL)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        upgrade(bench.engine)
+        try:
+            figures = run(bench, args)
+        finally:
+            bench.stub.stop()
+    width = max(len(k) for k in figures)
+    print(f"\nworkers={args.workers} threads={args.concurrency} prefetch={args.prefetch}")
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value}")
+
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, str]:
+    n = args.recipients
+    noop = bench.noop_rate(n)
+    fast = bench.end_to_end_rate(n, 0)
+    slow = bench.end_to_end_rate(n, args.latency_ms)
+    producer = bench.producer_rate(args.producer_recipients)
+    loop = bench.apply_async_rate(args.producer_recipients)
+    figures = {
+        "no-op tasks/s": f"{noop:,.0f}",
+        "end-to-end dispatches/s, stub 0 ms": f"{fast:,.0f}",
+        "end-to-end / no-op": f"{fast / noop:.2f}  (goal >= 0.5)",
+        f"end-to-end dispatches/s, stub {args.latency_ms:g} ms": f"{slow:,.0f}",
+        f"{args.latency_ms:g} ms / 0 ms": f"{slow / fast:.2f}  (goal >= 0.8)",
+        "producer recipients/s": f"{producer:,.0f}",
+        "apply_async loop tasks/s": f"{loop:,.0f}",
+        "producer / apply_async loop": f"{producer / loop:.1f}x  (goal >= 5x)",
+    }
+    if args.memory:
+        small = bench.producer_memory(100_000)
+        large = bench.producer_memory(1_000_000)
+        figures["producer peak RSS, 100k recipients"] = f"{small / 1024:.0f} MiB"
+        figures["producer peak RSS, 1M recipients"] = f"{large / 1024:.0f} MiB"
+    return figures
+
+
+if __name__ == "__main__":
+    main()

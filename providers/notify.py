@@ -1,0 +1,348 @@
+"""The GOV.UK Notify / GC Notify API v2 adapter: sends email and SMS, looks messages up."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
+
+from config.settings import Settings
+from models.enums import ChannelType, InteractionStatus
+from providers.base import (
+    AmbiguousProviderError,
+    LookupResult,
+    OutboundMessage,
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    SendReceipt,
+    TransientProviderError,
+)
+
+# Notify refuses tokens issued more than 30 s ago; reusing one for 10 s leaves a wide margin.
+TOKEN_REUSE_SECONDS = 10
+MAX_DETAIL_CHARS = 150
+REDACTED = "[redacted]"
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_KEY_FORMAT = (
+    "a Notify API key has the form '{key name}-{service id}-{secret}', "
+    "where the service id and the secret are each a 36-character UUID"
+)
+# Defence in depth: whatever still looks like an address or a phone number goes too.
+_EMAIL_LIKE = re.compile(r"[^\s@,;:()<>\"']+@[^\s@,;:()<>\"']+")
+_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+# Shorter values identify no one, and erasing every "a" would leave the reason unreadable.
+_SHORTEST_REDACTED = 3
+
+_ENDPOINTS = {
+    ChannelType.EMAIL: ("/v2/notifications/email", "email_address"),
+    ChannelType.SMS: ("/v2/notifications/sms", "phone_number"),
+}
+_STATUSES = {
+    "created": InteractionStatus.SENT,
+    "sending": InteractionStatus.SENT,
+    "pending": InteractionStatus.SENT,
+    "sent": InteractionStatus.SENT,
+    "delivered": InteractionStatus.DELIVERED,
+    "permanent-failure": InteractionStatus.FAILED,
+    "temporary-failure": InteractionStatus.FAILED,
+    "technical-failure": InteractionStatus.FAILED,
+}
+
+
+def notify_status(value: str) -> InteractionStatus | None:
+    """Our status for one of Notify's status words; None for a word we do not track."""
+    return _STATUSES.get(value)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A Notify API key, split into the service id (the token's issuer) and the signing secret."""
+
+    service_id: str
+    secret: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, key: str) -> ApiKey:
+        """Split ``key``; the error explains the format and never repeats the key."""
+        key = key.strip()
+        named = len(key) > 73
+        if len(key) < 73 or key[-37] != "-" or (named and key[-74] != "-"):
+            raise ValueError(_KEY_FORMAT)
+        service_id, secret = key[-73:-37], key[-36:]
+        if not (_UUID.match(service_id) and _UUID.match(secret)):
+            raise ValueError(_KEY_FORMAT)
+        return cls(service_id, secret)
+
+
+def notify_token(key: ApiKey, issued_at: int) -> str:
+    """The bearer token Notify expects: HS256 over ``{"iss": service id, "iat": issued_at}``."""
+    return jwt.encode({"iss": key.service_id, "iat": issued_at}, key.secret, algorithm="HS256")
+
+
+class TokenCache:
+    """Hands out one token for up to TOKEN_REUSE_SECONDS, to many threads, then signs another."""
+
+    def __init__(self, key: ApiKey, clock: Callable[[], float] = time.time) -> None:
+        self._key = key
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token = ""
+        self._issued_at = 0
+
+    def token(self) -> str:
+        """A token no older than TOKEN_REUSE_SECONDS."""
+        now = self._clock()
+        with self._lock:
+            age = now - self._issued_at
+            # A clock stepped backwards would make a cached token look issued in the future.
+            if not self._token or age >= TOKEN_REUSE_SECONDS or age < 0:
+                self._issued_at = int(now)
+                self._token = notify_token(self._key, self._issued_at)
+            return self._token
+
+
+def sensitive_values(message: OutboundMessage) -> list[str]:
+    """The recipient and every scalar in the payload: what a stored reason must never hold."""
+    return [message.recipient, *_scalars(message.payload)]
+
+
+def _scalars(value: object) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _scalars(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _scalars(item)
+    elif isinstance(value, str | int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+def redact(text: str, sensitive: Iterable[str], limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` without any of ``sensitive`` (in any case), addresses or phone numbers, capped."""
+    values = sorted({v for v in sensitive if len(v) >= _SHORTEST_REDACTED}, key=len, reverse=True)
+    if values:
+        # One pass, longest first: a value inside a longer one, or inside the marker, stays put.
+        pattern = "|".join(re.escape(value) for value in values)
+        text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+    text = _PHONE_LIKE.sub(REDACTED, _EMAIL_LIKE.sub(REDACTED, text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_detail(response: requests.Response, sensitive: Iterable[str]) -> str:
+    """Notify's ``errors`` as 'Kind: message; ...', redacted; never the raw body."""
+    try:
+        errors = response.json().get("errors")
+        parts = [f"{e.get('error', 'Error')}: {e.get('message', '')}" for e in errors]
+    except (ValueError, AttributeError, TypeError):
+        return f"{response.status_code} with no readable error"
+    return redact(f"{response.status_code} {'; '.join(parts)}", sensitive)
+
+
+def http_error(status: int, detail: str, action: str = "the message") -> ProviderError:
+    """The provider error for an HTTP answer other than success; ``detail`` is already safe."""
+    if status in (401, 403):
+        return PermanentProviderError(
+            f"notify refused our credentials ({detail}); check the API key", status_code=status
+        )
+    if status == 429:
+        return TransientProviderError(f"notify is rate limiting us ({detail})", status_code=status)
+    if status >= 500:
+        return TransientProviderError(f"notify failed ({detail})", status_code=status)
+    if status >= 400:
+        return PermanentProviderError(f"notify rejected {action} ({detail})", status_code=status)
+    # A redirect or other surprise means a misconfigured URL, which someone may yet fix.
+    return TransientProviderError(
+        f"notify answered an unexpected {status}; check the base URL", status_code=status
+    )
+
+
+def connection_error(exc: requests.ConnectionError) -> ProviderError:
+    """Transient when the request never left (no connection); ambiguous when one dropped later."""
+    # With read retries off, urllib3 only gives up with MaxRetryError before anything is sent;
+    # a connection aborted while waiting for the answer comes through bare.
+    cause = exc.args[0] if exc.args else None
+    if isinstance(exc, requests.ConnectTimeout) or isinstance(cause, MaxRetryError):
+        return TransientProviderError(f"could not connect to notify ({type(exc).__name__})")
+    return AmbiguousProviderError(
+        "the connection to notify dropped after the message was sent; it may have been accepted"
+    )
+
+
+class NotifyProvider(Provider):
+    """Talks to the Notify API v2 over one pooled HTTP session shared by every thread."""
+
+    name = "notify"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        templates: Mapping[str, str],
+        timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        pool_size: int = 32,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("the Notify base URL must be an http:// or https:// URL")
+        self._base_url = base_url.rstrip("/")
+        self._tokens = TokenCache(ApiKey.parse(api_key))
+        self._templates = dict(templates)
+        self._timeouts = (connect_timeout, timeout)
+        self._session = _pooled_session(pool_size)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyProvider:
+        """The provider that the ``notify_*`` and ``provider_*`` settings describe."""
+        if settings.notify_api_key is None:
+            raise ValueError("INTERACTIONS_NOTIFY_API_KEY must be set to send through Notify")
+        return cls(
+            settings.notify_base_url,
+            settings.notify_api_key.get_secret_value(),
+            settings.notify_templates,
+            timeout=settings.provider_timeout_seconds,
+            connect_timeout=settings.provider_connect_timeout_seconds,
+            pool_size=settings.provider_pool_size,
+        )
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """POST the message to Notify; the interaction UUID travels as Notify's ``reference``."""
+        path, recipient_field = self._endpoint(message)
+        body = {
+            recipient_field: message.recipient,
+            "template_id": self._template_id(message.template_key),
+            "personalisation": message.payload,
+            "reference": message.reference,
+        }
+        try:
+            response = self._session.post(
+                self._base_url + path,
+                json=body,
+                headers=self._auth(),
+                timeout=self._timeouts,
+                allow_redirects=False,
+            )
+        except requests.ReadTimeout as exc:
+            raise AmbiguousProviderError(
+                f"notify did not answer within {self._timeouts[1]:g}s; it may have the message"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise connection_error(exc) from exc
+        except requests.RequestException as exc:
+            # A broken answer (truncated, undecodable) still means the request arrived.
+            raise AmbiguousProviderError(
+                f"notify's answer could not be read ({type(exc).__name__}); it may have the message"
+            ) from exc
+        if not 200 <= response.status_code < 300:
+            detail = error_detail(response, sensitive_values(message))
+            raise http_error(response.status_code, detail)
+        return _receipt(response)
+
+    def lookup(self, reference: str) -> LookupResult:
+        """Ask Notify for the notification sent with ``reference``; the newest one if several."""
+        try:
+            response = self._session.get(
+                f"{self._base_url}/v2/notifications",
+                params={"reference": reference},
+                headers=self._auth(),
+                timeout=self._timeouts,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            # A lookup changes nothing, so any failure is worth trying again.
+            raise TransientProviderError(
+                f"notify could not be asked about a message ({type(exc).__name__})"
+            ) from exc
+        if response.status_code != 200:
+            detail = error_detail(response, [reference])
+            raise http_error(response.status_code, detail, action="the lookup")
+        return _lookup_result(response)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def _endpoint(self, message: OutboundMessage) -> tuple[str, str]:
+        try:
+            return _ENDPOINTS[message.channel]
+        except KeyError:
+            raise PermanentProviderError(
+                f"notify cannot deliver {message.channel.value} messages"
+            ) from None
+
+    def _template_id(self, template_key: str) -> str:
+        try:
+            return self._templates[template_key]
+        except KeyError:
+            raise PermanentProviderError(
+                f"no Notify template is mapped for template key {template_key!r}"
+            ) from None
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._tokens.token()}"}
+
+
+def _pooled_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # No automatic retries: a re-sent POST could deliver a message twice.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Accept": "application/json", "User-Agent": "interaction-service"})
+    return session
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _receipt(response: requests.Response) -> SendReceipt:
+    data = _json_object(response)
+    notification_id = data.get("id") if data else None
+    if not data or not isinstance(notification_id, str) or not notification_id:
+        raise AmbiguousProviderError(
+            f"notify answered {response.status_code} without a notification id; "
+            "it may have the message",
+            status_code=response.status_code,
+        )
+    content = data.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    return SendReceipt(
+        provider=NotifyProvider.name,
+        provider_reference=notification_id,
+        body=body if isinstance(body, str) else None,
+    )
+
+
+def _lookup_result(response: requests.Response) -> LookupResult:
+    data = _json_object(response)
+    notifications = data.get("notifications") if data else None
+    if not isinstance(notifications, list):
+        raise TransientProviderError(
+            "notify answered a lookup with an unexpected body", status_code=response.status_code
+        )
+    if not notifications or not isinstance(notifications[0], dict):
+        return LookupResult(found=False)
+    newest = notifications[0]
+    status = newest.get("status")
+    return LookupResult(
+        found=True,
+        provider_reference=str(newest.get("id")),
+        status=notify_status(status) if isinstance(status, str) else None,
+    )

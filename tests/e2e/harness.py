@@ -1,0 +1,84 @@
+"""Real ``celery worker`` processes for end-to-end tests, started and killed by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+class Worker:
+    """One ``celery -A workers.app worker`` process with its own log file."""
+
+    def __init__(
+        self, env: dict[str, str], name: str, log_dir: Path, concurrency: int = 16
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        command = [
+            CELERY,
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            "dispatch,status,maintenance",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Block until the worker says it is ready to consume."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL the worker's main process: no warm shutdown, no acknowledgements."""
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        """Warm shutdown, then SIGKILL if it does not go."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1
+) -> None:
+    """Poll ``condition`` until it holds, or fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
