@@ -25,7 +25,13 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.resolved_broker_url.startswith("filesystem"):
         folder = settings.broker_folder
         folder.mkdir(parents=True, exist_ok=True)
-        return {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+        control = folder / "control"
+        control.mkdir(exist_ok=True)
+        return {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": str(control),
+        }
     # Redis redelivers any message unacknowledged this long, running or not: it must
     # exceed the longest task plus the longest retry countdown held by a worker.
     return {"visibility_timeout": settings.broker_visibility_timeout_seconds}

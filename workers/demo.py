@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from pydantic import SecretStr
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
 
 from config.settings import Settings, get_settings
