@@ -23,7 +23,9 @@ _engines: dict[tuple[int, str], Engine] = {}
 def build_engine(url: str, settings: Settings | None = None) -> Engine:
     """A new engine for ``url``, tuned for the dialect it names."""
     settings = settings or get_settings()
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # No pre-ping: it costs a round trip per checkout. A connection found dead fails its
+    # statement, the pool is invalidated, and the caller retries (tasks do so by design).
+    options: dict[str, Any] = {"pool_recycle": 1800}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":

@@ -141,19 +141,23 @@ def _started(
     now: datetime,
     previous: InteractionStatus | None = None,
 ) -> None:
-    session.add(
-        InteractionEvent(
-            interaction_id=interaction_id,
-            kind=EventKind.ATTEMPT_STARTED,
-            from_status=previous,
-            to_status=status,
-            attempt=attempt,
-            source=SOURCE,
-            detail={"failure_reason": failure} if failure else None,
-            occurred_at=now,
-            recorded_at=now,
-        )
+    _append_event(
+        session,
+        interaction_id=interaction_id,
+        kind=EventKind.ATTEMPT_STARTED,
+        from_status=previous,
+        to_status=status,
+        attempt=attempt,
+        source=SOURCE,
+        detail={"failure_reason": failure} if failure else None,
+        occurred_at=now,
+        recorded_at=now,
     )
+
+
+def _append_event(session: Session, **values: Any) -> None:
+    """Append to the event history with one INSERT, skipping the ORM's flush machinery."""
+    session.execute(sa.insert(InteractionEvent).values(**values))
 
 
 def _locked(session: Session, interaction_id: int) -> CustomerInteraction:
@@ -168,6 +172,40 @@ def record_sent(
     session: Session, claim: Claim, receipt: SendReceipt, now: datetime, source: str = SOURCE
 ) -> CustomerInteraction:
     """Record that the provider accepted the attempt; a callback may already have gone further."""
+    table = CustomerInteraction
+    # The usual case in one statement: still PENDING, so SENT applies.
+    updated = session.scalars(
+        sa.update(table)
+        .where(table.id == claim.interaction_id, table.status == InteractionStatus.PENDING)
+        .values(
+            status=InteractionStatus.SENT,
+            provider=receipt.provider,
+            provider_reference=sa.func.coalesce(
+                table.provider_reference, receipt.provider_reference
+            ),
+            notify_reference=str(claim.interaction_uuid),
+            sent_at=now,
+            claim_expires_at=None,
+            failure_reason=None,
+            body_content=sa.func.coalesce(receipt.body, table.body_content),
+            updated_at=now,
+        )
+        .returning(table)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if updated is not None:
+        _status_event(
+            session,
+            updated,
+            InteractionStatus.PENDING,
+            InteractionStatus.SENT,
+            "applied",
+            claim,
+            now,
+            source=source,
+        )
+        return updated
+    # A provider callback got there first: decide under the row lock.
     row = _locked(session, claim.interaction_id)
     previous = row.status
     row.provider = receipt.provider
@@ -223,20 +261,19 @@ def _status_event(
     reason: str | None = None,
     source: str = SOURCE,
 ) -> None:
-    session.add(
-        InteractionEvent(
-            interaction_id=row.id,
-            kind=EventKind.STATUS_CHANGED,
-            from_status=previous,
-            to_status=requested,
-            outcome=outcome,
-            attempt=claim.attempt,
-            source=source,
-            provider=row.provider,
-            detail={"failure_reason": reason} if reason else None,
-            occurred_at=now,
-            recorded_at=now,
-        )
+    _append_event(
+        session,
+        interaction_id=row.id,
+        kind=EventKind.STATUS_CHANGED,
+        from_status=previous,
+        to_status=requested,
+        outcome=outcome,
+        attempt=claim.attempt,
+        source=source,
+        provider=row.provider,
+        detail={"failure_reason": reason} if reason else None,
+        occurred_at=now,
+        recorded_at=now,
     )
 
 
@@ -257,18 +294,17 @@ def release(
     )
     if released.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    session.add(
-        InteractionEvent(
-            interaction_id=claim.interaction_id,
-            kind=EventKind.ATTEMPT_RELEASED,
-            from_status=InteractionStatus.PENDING,
-            to_status=InteractionStatus.PENDING,
-            attempt=claim.attempt,
-            source=source,
-            detail={"reason": reason},
-            occurred_at=now,
-            recorded_at=now,
-        )
+    _append_event(
+        session,
+        interaction_id=claim.interaction_id,
+        kind=EventKind.ATTEMPT_RELEASED,
+        from_status=InteractionStatus.PENDING,
+        to_status=InteractionStatus.PENDING,
+        attempt=claim.attempt,
+        source=source,
+        detail={"reason": reason},
+        occurred_at=now,
+        recorded_at=now,
     )
     return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings
@@ -72,3 +73,33 @@ def test_twenty_threads_retrying_one_failed_key_start_one_attempt(
     with committed_pg.sessions() as session:
         row = session.scalars(sa.select(CustomerInteraction)).one()
     assert (row.status.value, row.attempt_count) == ("sent", 2)
+
+
+def test_a_dead_database_connection_is_a_clear_error_and_loses_nothing(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> None:
+    provider = FakeProvider()
+    service = CommunicationService(
+        committed_pg.sessions, ProviderRegistry.single(provider), test_settings
+    )
+    service.dispatch("C-1", "email", "welcome", {}, "before", "ada@example.org")
+    # The server ends every pooled connection, as a restart or failover does.
+    admin = sa.create_engine(pg_engine.url, poolclass=sa.pool.NullPool)
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    admin.dispose()
+    with pytest.raises(sa.exc.OperationalError):
+        service.dispatch("C-1", "email", "welcome", {}, "during", "ada@example.org")
+    retried = service.dispatch("C-1", "email", "welcome", {}, "during", "ada@example.org")
+    assert retried.outcome is DispatchOutcome.SENT
+    assert provider.call_count == 2
+    with committed_pg.sessions() as session:
+        keys = session.scalars(
+            sa.select(CustomerInteraction.idempotency_key).order_by(CustomerInteraction.id)
+        ).all()
+    assert keys == ["before", "during"]
