@@ -18,6 +18,7 @@ ROUTES = {
     "tasks.dispatch": {"queue": DISPATCH_QUEUE},
     "tasks.apply_status_event": {"queue": STATUS_QUEUE},
     "tasks.reconcile_claims": {"queue": MAINTENANCE_QUEUE},
+    "tasks.poll_unfinished": {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -70,6 +71,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "tasks.reconcile_claims",
                 "schedule": timedelta(minutes=1),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 55},
+            },
+            "poll-unfinished": {
+                "task": "tasks.poll_unfinished",
+                "schedule": timedelta(minutes=15),
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": 14 * 60},
             },
         },
     }

@@ -65,6 +65,17 @@ class Settings(BaseSettings):
     smtp_message_id_domain: str = "interactions.invalid"
     templates_dir: Path = Path(__file__).resolve().parent / "templates"
 
+    # Hex SHA-256 of each bearer token Notify may call us with (several, for rotation).
+    webhook_notify_token_sha256: list[str] = Field(default_factory=list)
+    # Standard Webhooks secrets ("whsec_..."), several at once for rotation.
+    webhook_signing_secrets: list[SecretStr] = Field(default_factory=list)
+    webhook_max_body_bytes: int = Field(default=65_536, ge=1024)
+    webhook_timestamp_tolerance_seconds: int = Field(default=300, ge=1)
+    # How long an event for an unknown interaction is retried before it waits as an orphan.
+    status_retry_window_seconds: int = Field(default=300, ge=0)
+    poll_after_hours: float = Field(default=6.0, gt=0)
+    unknown_after_hours: float = Field(default=72.0, gt=0)
+
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:
         if self.environment == "production" and not (self.database_url and self.broker_url):

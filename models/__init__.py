@@ -5,6 +5,7 @@ from models.batch import Batch
 from models.contact import Contact
 from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
+from models.inbound import InboundEvent, InboundState
 from models.interaction import CustomerInteraction
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "Contact",
     "CustomerInteraction",
     "EventKind",
+    "InboundEvent",
+    "InboundState",
     "InteractionEvent",
     "InteractionStatus",
 ]

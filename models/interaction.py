@@ -74,6 +74,8 @@ class CustomerInteraction(Base):
     delivered_at: Mapped[datetime | None]
     opened_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
+    # Set when the provider still could not say, long after sending, what became of it.
+    outcome_unknown_at: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return (

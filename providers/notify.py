@@ -57,6 +57,8 @@ _STATUSES = {
     "permanent-failure": InteractionStatus.FAILED,
     "temporary-failure": InteractionStatus.FAILED,
     "technical-failure": InteractionStatus.FAILED,
+    # Notify itself tracks no opens; Notify-compatible services that do report "opened".
+    "opened": InteractionStatus.OPENED,
 }
 
 

@@ -36,6 +36,7 @@ class BatchStatus:
     in_flight: int
     held: int
     released: int
+    outcome_unknown: int
 
     @property
     def finished(self) -> int:
@@ -67,6 +68,11 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
                 sa.func.count().filter(table.claim_expires_at.is_(None)),
             ).where(table.batch_id == batch_id, table.status == InteractionStatus.PENDING)
         ).one()
+        unknown = session.scalar(
+            sa.select(sa.func.count()).where(
+                table.batch_id == batch_id, table.outcome_unknown_at.is_not(None)
+            )
+        )
     by_status = {status: int(n) for status, n in counts}
     return BatchStatus(
         batch_id=batch.id,
@@ -80,4 +86,5 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
         in_flight=int(pending[0]),
         held=int(pending[1]),
         released=int(pending[2]),
+        outcome_unknown=int(unknown or 0),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -217,11 +218,14 @@ class CommunicationService:
         reason: str | None = None,
         source: str = "provider",
         detail: dict[str, Any] | None = None,
+        own_reference: str | None = None,
     ) -> StatusUpdate:
         """Apply a status event through the transition table; every event is recorded."""
         event = status_event(
             provider_ref, status, provider, provider_event_id, occurred_at, reason, source, detail
         )
+        if own_reference:
+            event = dataclasses.replace(event, own_reference=own_reference)
         return status_events.apply(self._sessions, event, self._clock())
 
     def add_note(

@@ -20,9 +20,10 @@ from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import LookupUnsupported, ProviderError, SendReceipt
 from providers.registry import ProviderRegistry
-from services import claims
+from services import claims, inbox
 from services.batches import DispatchMessage, Publisher
 from services.claims import Claim, ClaimState
+from services.transitions import Outcome
 
 log = logging.getLogger(__name__)
 SOURCE = "reconciler"
@@ -37,6 +38,7 @@ class ReconcileReport:
     requeued: int = 0
     held: int = 0
     lookup_errors: int = 0
+    callbacks_matched: int = 0
 
 
 class Reconciler:
@@ -62,7 +64,19 @@ class Reconciler:
         for row in self._expired_claims():
             self._settle(row, report)
         self._requeue_forgotten(report)
+        self._settle_callbacks(report)
         return report
+
+    def _settle_callbacks(self, report: ReconcileReport) -> None:
+        """Callbacks unmatched after their retries: apply them if their interaction exists now."""
+        now = self._clock()
+        window = timedelta(seconds=self._settings.status_retry_window_seconds + 60)
+        for inbound_id in inbox.unsettled(
+            self._sessions, window, now, self._settings.reconcile_batch_size
+        ):
+            outcome = inbox.apply(self._sessions, inbound_id, final=True, now=now)
+            if outcome is not Outcome.UNKNOWN_REFERENCE:
+                report.callbacks_matched += 1
 
     def _expired_claims(self) -> list[CustomerInteraction]:
         table = CustomerInteraction

@@ -38,23 +38,33 @@ class StatusEvent:
     reason: str | None = None
     source: str = "provider"
     detail: dict[str, Any] | None = None
+    # Our own reference (the interaction UUID), for when the provider's is not saved yet.
+    own_reference: str | None = None
+    # Whether an event matching nothing is kept as an orphan now, or left for a retry.
+    keep_orphan: bool = True
 
 
-def find_by_reference(session: Session, reference: str) -> CustomerInteraction | None:
-    """The interaction the provider's reference names, or whose UUID the reference is; locked."""
+def find_by_reference(
+    session: Session, reference: str, own_reference: str | None = None
+) -> CustomerInteraction | None:
+    """The interaction the provider's reference names, or else our own (its UUID); locked."""
     query = sa.select(CustomerInteraction).with_for_update()
     row = session.execute(
         query.where(CustomerInteraction.provider_reference == reference)
     ).scalar_one_or_none()
     if row is not None:
         return row
-    try:
-        own = uuid.UUID(reference)
-    except ValueError:
-        return None
-    return session.execute(
-        query.where(CustomerInteraction.interaction_uuid == own)
-    ).scalar_one_or_none()
+    for candidate in (own_reference, reference):
+        try:
+            own = uuid.UUID(candidate or "")
+        except ValueError:
+            continue
+        row = session.execute(
+            query.where(CustomerInteraction.interaction_uuid == own)
+        ).scalar_one_or_none()
+        if row is not None:
+            return row
+    return None
 
 
 def _seen(session: Session, event: StatusEvent) -> bool:
@@ -85,9 +95,10 @@ def _apply(session: Session, event: StatusEvent, now: datetime) -> StatusUpdate:
     if _seen(session, event):
         return StatusUpdate(Outcome.DUPLICATE, None, None, None)
     when = event.occurred_at or now
-    row = find_by_reference(session, event.reference)
+    row = find_by_reference(session, event.reference, event.own_reference)
     if row is None:
-        session.add(_event(None, event, None, Outcome.UNKNOWN_REFERENCE, when, now))
+        if event.keep_orphan:
+            session.add(_event(None, event, None, Outcome.UNKNOWN_REFERENCE, when, now))
         return StatusUpdate(Outcome.UNKNOWN_REFERENCE, None, None, None)
     previous = row.status
     transition = decide(previous, event.status)
@@ -115,6 +126,11 @@ def _event(
     detail = dict(event.detail or {})
     if event.reason:
         detail["reason"] = event.reason
+    event_id = event.provider_event_id
+    if interaction_id is None and event_id:
+        # An orphan keeps its event id aside, so the event can still be applied once matched.
+        detail["provider_event_id"] = event_id
+        event_id = None
     return InteractionEvent(
         interaction_id=interaction_id,
         kind=EventKind.PROVIDER_EVENT,
@@ -123,7 +139,7 @@ def _event(
         outcome=outcome.value,
         source=event.source,
         provider=event.provider,
-        provider_event_id=event.provider_event_id,
+        provider_event_id=event_id,
         reference=event.reference,
         detail=detail or None,
         occurred_at=when,

@@ -11,6 +11,7 @@ from models.base import utcnow
 from models.session import get_engine, session_factory
 from providers.registry import ProviderRegistry
 from services.locks import exclusive
+from services.polling import Poller
 from services.reconciliation import Reconciler
 from tasks.base import project_task
 from tasks.publisher import CeleryPublisher
@@ -40,3 +41,20 @@ def reconcile_claims(self: Task) -> None:
             return
         report = build_reconciler().run()
     log.info("reconcile_claims: %s", report)
+
+
+@project_task("tasks.poll_unfinished")
+def poll_unfinished(self: Task) -> None:
+    """Ask providers about SENT interactions whose final status never arrived."""
+    settings = get_settings()
+    with exclusive(get_engine(settings), "poll_unfinished") as mine:
+        if not mine:
+            log.info("poll_unfinished is already running elsewhere; skipped")
+            return
+        report = Poller(
+            session_factory(get_engine(settings)),
+            ProviderRegistry.from_settings(settings),
+            settings,
+            utcnow,
+        ).run()
+    log.info("poll_unfinished: %s", report)

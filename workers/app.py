@@ -11,7 +11,7 @@ from config.celery import celery_config
 from config.settings import Settings, get_settings
 from models.session import dispose_engines
 
-TASK_MODULES = ["tasks.dispatch", "tasks.maintenance"]
+TASK_MODULES = ["tasks.dispatch", "tasks.status", "tasks.maintenance"]
 
 
 def create_app(settings: Settings) -> Celery:

@@ -89,7 +89,8 @@ def batch_status_command(batch_id: str) -> None:
     click.echo(
         f"progress: {status.finished}/{status.expected} ({status.progress:.0%}); "
         f"in flight {status.in_flight}, released for retry {status.released}, "
-        f"held for reconciliation or a person {status.held}"
+        f"held for reconciliation or a person {status.held}; "
+        f"no outcome after {get_settings().unknown_after_hours:g} h {status.outcome_unknown}"
     )
 
 
