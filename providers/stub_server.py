@@ -6,13 +6,13 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import heapq
 import hmac
 import http.client
 import itertools
 import json
 import logging
 import math
-import queue
 import random
 import re
 import signal
@@ -36,12 +36,16 @@ log = logging.getLogger(__name__)
 TOKEN_MAX_AGE_SECONDS = 30
 CALLBACK_WORKERS = 4
 CALLBACK_TIMEOUT_SECONDS = 5.0
+MAX_CALLBACK_STATUSES = 20
+MAX_CALLBACK_DUPLICATES = 100
 PAGE_SIZE = 250
 _SENDS = {
     "/v2/notifications/email": ("email", "email_address"),
     "/v2/notifications/sms": ("sms", "phone_number"),
 }
 _FINAL = frozenset({"delivered", "permanent-failure", "temporary-failure", "technical-failure"})
+# An open is reported after delivery, so it keeps the time the message was completed.
+_COMPLETED = _FINAL | {"opened"}
 _ERROR_NAMES = {400: "BadRequestError", 401: "AuthError", 403: "AuthError", 404: "NoResultFound"}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,20}$")
@@ -88,7 +92,11 @@ class StubConfig:
     reject_recipients_containing: str | None = None
     callback_url: str | None = None
     callback_token: str | None = None
+    # The last of callback_statuses; setting it alone means callback_statuses=[it].
     callback_status: str = "delivered"
+    callback_statuses: tuple[str, ...] = ("delivered",)
+    callback_duplicates: int = 0
+    callback_shuffle: bool = False
     callback_delay_ms: float = 0.0
 
     def updated(self, changes: Mapping[str, Any]) -> StubConfig:
@@ -98,7 +106,31 @@ class StubConfig:
             if name not in known:
                 raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
             _check_setting(name, value)
-        return replace(self, **changes)
+        return replace(self, **_with_statuses_aligned(dict(changes)))
+
+    def callback_plan(self, rng: random.Random) -> list[str]:
+        """The status of each receipt one notification gets, in the order they are posted."""
+        repeats = 1 + self.callback_duplicates
+        plan = [status for status in self.callback_statuses for _ in range(repeats)]
+        if self.callback_shuffle:
+            rng.shuffle(plan)
+        return plan
+
+
+def _with_statuses_aligned(changes: dict[str, Any]) -> dict[str, Any]:
+    """Keep callback_status equal to the last of callback_statuses, whichever one was given."""
+    if "callback_statuses" in changes:
+        statuses = tuple(changes["callback_statuses"])
+        given = changes.get("callback_status", statuses[-1])
+        if given != statuses[-1]:
+            raise ValueError("callback_status must be the last of callback_statuses, or left out")
+        changes.update(callback_statuses=statuses, callback_status=statuses[-1])
+    elif "callback_status" in changes:
+        changes["callback_statuses"] = (changes["callback_status"],)
+    return changes
+
+
+_CALLBACK_PLAN_SETTINGS = ("callback_statuses", "callback_duplicates", "callback_shuffle")
 
 
 def _check_setting(name: str, value: Any) -> None:
@@ -117,10 +149,32 @@ def _check_setting(name: str, value: Any) -> None:
     elif name == "callback_status":
         if not isinstance(value, str) or not value:
             raise ValueError("callback_status must be a Notify status such as 'delivered'")
+    elif name in _CALLBACK_PLAN_SETTINGS:
+        _check_callback_plan_setting(name, value)
     elif value is not None and not isinstance(value, str):
         raise ValueError(f"{name} must be a string or null")
     elif name == "callback_url" and value and urlsplit(value).scheme not in ("http", "https"):
         raise ValueError("callback_url must be an http:// or https:// URL")
+
+
+def _check_callback_plan_setting(name: str, value: Any) -> None:
+    if name == "callback_statuses":
+        words = value if isinstance(value, list | tuple) else []
+        if not 1 <= len(words) <= MAX_CALLBACK_STATUSES or not all(
+            isinstance(word, str) and word for word in words
+        ):
+            raise ValueError(
+                f"callback_statuses must list 1 to {MAX_CALLBACK_STATUSES} Notify statuses, "
+                "such as ['delivered', 'opened']"
+            )
+    elif name == "callback_duplicates":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or not 0 <= value <= MAX_CALLBACK_DUPLICATES:
+            raise ValueError(
+                f"callback_duplicates must be a whole number from 0 to {MAX_CALLBACK_DUPLICATES}"
+            )
+    elif not isinstance(value, bool):
+        raise ValueError("callback_shuffle must be true or false")
 
 
 def split_api_key(key: str) -> tuple[str, str]:
@@ -199,11 +253,14 @@ def _rendered(request: SendRequest) -> str:
 
 
 @dataclass
-class _Callback:
+class _Receipts:
+    """One notification's delivery receipts still to post, and where to post them."""
+
     notification_id: str
     url: str
     token: str | None
-    status: str
+    statuses: list[str]
+    posted: int = 0
 
 
 class _Ledger:
@@ -273,7 +330,9 @@ class _Ledger:
             found = self.notifications.get(notification_id)
             if found is not None:
                 found["status"] = status
-                found["completed_at"] = _now() if status in _FINAL else None
+                # A duplicate receipt must carry the same completed_at as the first one did.
+                ended = status in _COMPLETED
+                found["completed_at"] = (found["completed_at"] or _now()) if ended else None
                 return dict(found)
             return None
 
@@ -340,86 +399,160 @@ def _created_answer(notification: dict[str, Any], base_url: str) -> dict[str, An
 
 
 class _CallbackSender:
-    """Posts delivery receipts from a few daemon threads, each when it falls due."""
+    """Posts delivery receipts from a few daemon threads, each receipt when it falls due.
+
+    A notification's next receipt is queued only once the one before it was posted (or failed),
+    so its receipts arrive in the planned order whichever threads carry them, and receipts of
+    many notifications interleave instead of one long plan holding a thread.
+    """
 
     def __init__(self, ledger: _Ledger) -> None:
         self._ledger = ledger
-        self._queue: queue.PriorityQueue[tuple[float, int, _Callback | None]] = (
-            queue.PriorityQueue()
-        )
+        self._due: list[tuple[float, int, _Receipts]] = []
         self._order = itertools.count()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._stopped = threading.Event()
+        self._started = False
 
-    def schedule(self, callback: _Callback, delay_seconds: float) -> None:
-        """Post ``callback`` after ``delay_seconds``."""
-        with self._lock:
-            if not self._threads:
-                for number in range(CALLBACK_WORKERS):
-                    thread = threading.Thread(
-                        target=self._work, name=f"stub-callback-{number}", daemon=True
-                    )
-                    thread.start()
-                    self._threads.append(thread)
-        self._queue.put((time.monotonic() + delay_seconds, next(self._order), callback))
+    def schedule(self, receipts: _Receipts, delay_seconds: float) -> None:
+        """Post ``receipts`` one after another, the first after ``delay_seconds``."""
+        with self._ready:
+            if not self._started:
+                self._start()
+            heapq.heappush(
+                self._due, (time.monotonic() + delay_seconds, next(self._order), receipts)
+            )
+            self._ready.notify()
 
     def stop(self) -> None:
-        """Drop what is pending and let the threads end."""
-        with self._lock:
-            for _ in self._threads:
-                self._queue.put((-math.inf, next(self._order), None))
-            self._threads.clear()
+        """Drop what is pending and let the threads end after the post they are in."""
+        with self._ready:
+            self._stopped.set()
+            self._stopped = threading.Event()
+            self._due.clear()
+            self._started = False
+            self._ready.notify_all()
 
-    def _work(self) -> None:
-        while True:
-            due, _, callback = self._queue.get()
-            if callback is None:
-                return
-            time.sleep(max(0.0, due - time.monotonic()))
-            try:
-                delivered = self._post(callback)
-            except Exception:
-                # A callback receiver that misbehaves must never take the stub down with it.
-                log.warning("stub callback failed", exc_info=True)
-                delivered = False
-            self._ledger.count_callback(delivered)
+    def _start(self) -> None:
+        for number in range(CALLBACK_WORKERS):
+            thread = threading.Thread(
+                target=self._work,
+                args=(self._stopped,),
+                name=f"stub-callback-{number}",
+                daemon=True,
+            )
+            thread.start()
+        self._started = True
 
-    def _post(self, callback: _Callback) -> bool:
-        notification = self._ledger.mark(callback.notification_id, callback.status)
-        if notification is None:
+    def _next(self, stopped: threading.Event) -> _Receipts | None:
+        with self._ready:
+            while not stopped.is_set():
+                wait = self._due[0][0] - time.monotonic() if self._due else None
+                if wait is not None and wait <= 0:
+                    return heapq.heappop(self._due)[2]
+                self._ready.wait(wait)
+            return None
+
+    def _work(self, stopped: threading.Event) -> None:
+        connections = _Connections()
+        try:
+            while (receipts := self._next(stopped)) is not None:
+                self._ledger.count_callback(self._post_next(receipts, connections))
+                if receipts.posted < len(receipts.statuses):
+                    with self._ready:
+                        if not stopped.is_set():
+                            heapq.heappush(self._due, (0.0, next(self._order), receipts))
+                            self._ready.notify()
+        finally:
+            connections.close()
+
+    def _post_next(self, receipts: _Receipts, connections: _Connections) -> bool:
+        status = receipts.statuses[receipts.posted]
+        receipts.posted += 1
+        try:
+            notification = self._ledger.mark(receipts.notification_id, status)
+            if notification is None:
+                # A reset forgot the notification; the rest of its receipts have nothing to say.
+                receipts.posted = len(receipts.statuses)
+                return False
+            headers = {"Content-Type": "application/json"}
+            if receipts.token:
+                headers["Authorization"] = f"Bearer {receipts.token}"
+            body = json.dumps(_receipt(notification)).encode()
+            return connections.post(receipts.url, body, headers) < 300
+        except Exception as exc:
+            # A callback receiver that misbehaves must never take the stub down with it.
+            log.warning("stub callback failed: %s: %s", type(exc).__name__, exc)
             return False
-        receipt = {
-            "id": notification["id"],
-            "reference": notification["reference"],
-            "to": notification["email_address"] or notification["phone_number"],
-            "status": notification["status"],
-            "created_at": notification["created_at"],
-            "completed_at": notification["completed_at"],
-            "sent_at": notification["sent_at"],
-            "notification_type": notification["type"],
-        }
-        headers = {"Content-Type": "application/json"}
-        if callback.token:
-            headers["Authorization"] = f"Bearer {callback.token}"
-        return _post_json(callback.url, receipt, headers) < 300
 
 
-def _post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
-    parts = urlsplit(url)
-    connection_type = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_type(parts.netloc, timeout=CALLBACK_TIMEOUT_SECONDS)
-    try:
-        path = parts.path or "/"
-        connection.request(
-            "POST", f"{path}?{parts.query}" if parts.query else path, json.dumps(body), headers
-        )
-        response = connection.getresponse()
-        response.read()
+def _receipt(notification: dict[str, Any]) -> dict[str, Any]:
+    """The body Notify posts to a service's callback URL."""
+    return {
+        "id": notification["id"],
+        "reference": notification["reference"],
+        "to": notification["email_address"] or notification["phone_number"],
+        "status": notification["status"],
+        "created_at": notification["created_at"],
+        "completed_at": notification["completed_at"],
+        "sent_at": notification["sent_at"],
+        "notification_type": notification["type"],
+    }
+
+
+# What a keep-alive connection the receiver closed while it sat idle fails with on next use.
+_STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_MAX_OPEN_PER_THREAD = 4
+
+
+class _Connections:
+    """One thread's keep-alive connections, by scheme and host."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` to ``url`` and return the answer's status."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
+        reused = key in self._open
+        try:
+            return self._exchange(key, target, body, headers)
+        except _STALE_CONNECTION:
+            # Delivery is at least once, as Notify's is: a fresh connection gets one more try.
+            if not reused:
+                raise
+        return self._exchange(key, target, body, headers)
+
+    def _exchange(
+        self, key: tuple[str, str], target: str, body: bytes, headers: dict[str, str]
+    ) -> int:
+        connection = self._open.get(key)
+        if connection is None:
+            if len(self._open) >= _MAX_OPEN_PER_THREAD:
+                self.close()
+            connection_type = (
+                http.client.HTTPSConnection if key[0] == "https" else http.client.HTTPConnection
+            )
+            connection = connection_type(key[1], timeout=CALLBACK_TIMEOUT_SECONDS)
+            self._open[key] = connection
+        try:
+            connection.request("POST", target, body, headers)
+            response = connection.getresponse()
+            response.read()
+        except BaseException:
+            # Half a request or an unread answer leaves the connection unfit for the next one.
+            connection.close()
+            del self._open[key]
+            raise
         return response.status
-    finally:
-        connection.close()
+
+    def close(self) -> None:
+        """Close every connection."""
+        for connection in self._open.values():
+            connection.close()
+        self._open.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -608,13 +741,13 @@ class StubNotifyServer:
         _pause(config.latency_ms)
         notification = self._ledger.admit(request, self.url)
         if config.callback_url:
-            callback = _Callback(
-                notification["id"],
-                config.callback_url,
-                config.callback_token,
-                config.callback_status,
+            with self._ledger.lock:
+                plan = config.callback_plan(self._ledger.random)
+            receipts = _Receipts(
+                notification["id"], config.callback_url, config.callback_token, plan
             )
-            self._callbacks.schedule(callback, config.callback_delay_ms / 1000)
+            # Queued, not posted: a slow or dead receiver never slows a send down.
+            self._callbacks.schedule(receipts, config.callback_delay_ms / 1000)
         # The receipt is already counted: a client that gives up now leaves a message delivered.
         _pause(config.hold_ms)
         return 201, _created_answer(notification, self.url)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,10 @@ import click
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
+from werkzeug.serving import make_server
 
 from config.settings import Settings, get_settings
-from models import CustomerInteraction
+from models import CustomerInteraction, InboundEvent, InteractionEvent
 from models.base import utcnow
 from models.migrate import upgrade
 from models.session import get_engine
@@ -26,14 +29,18 @@ from providers.stub_server import StubNotifyServer
 from services.batches import BatchProducer, read_csv
 from services.communication import CommunicationService
 from services.reconciliation import Reconciler
+from services.signatures import token_sha256
 from tasks.publisher import CeleryPublisher
 from workers import display
 from workers.app import create_app
+from workers.webhooks import CeleryStatusQueue
+from workers.webhooks import create_app as create_webhook_app
 
 RECIPIENTS = 1000
 KILL_AFTER = 400
 DEMO_API_KEY = "demo-1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b-0f8fad5b-d9cb-469f-a165-70867728950e"
 DEMO_TEMPLATE_ID = "9c7b2f1e-3d4a-4b5c-8d6e-7f8091a2b3c4"
+DEMO_CALLBACK_TOKEN = "demo-callback-token-7c1e9a3b5d"  # noqa: S105 - the demo's own stub
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
@@ -49,6 +56,7 @@ def _demo_settings(base: Settings, stub_url: str) -> Settings:
             "provider_timeout_seconds": 3.0,
             "provider_connect_timeout_seconds": 1.0,
             "released_claim_grace_seconds": 20,
+            "webhook_notify_token_sha256": [token_sha256(DEMO_CALLBACK_TOKEN)],
         }
     )
 
@@ -120,7 +128,8 @@ class DemoRun:
         self.run_dir = run_dir
         self.settings = _demo_settings(base, stub.url)
         self.env = _environment(self.settings)
-        self.batch_id = f"demo-{utcnow():%Y%m%d-%H%M%S}"
+        self.started = utcnow()
+        self.batch_id = f"demo-{self.started:%Y%m%d-%H%M%S}"
         self.csv_path = run_dir / f"{self.batch_id}.csv"
         self.sessions = sessionmaker(bind=get_engine(base), expire_on_commit=False)
         publisher = CeleryPublisher(create_app(self.settings))
@@ -154,9 +163,37 @@ class DemoRun:
             ).all()
         return {s.value: n for s, n in rows}
 
+    def inbound_since(self) -> dict[str, int]:
+        """Callbacks stored by this run's webhook app, by state."""
+        with self.sessions() as session:
+            rows = session.execute(
+                sa.select(InboundEvent.state, sa.func.count())
+                .where(InboundEvent.received_at >= self.started)
+                .group_by(InboundEvent.state)
+            ).all()
+        return {s.value: n for s, n in rows}
+
+    def events_of(self, interaction_id: int) -> list[InteractionEvent]:
+        """The event history of one interaction, oldest first."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    sa.select(InteractionEvent)
+                    .where(InteractionEvent.interaction_id == interaction_id)
+                    .order_by(InteractionEvent.id)
+                )
+            )
+
+    def callbacks_settled(self) -> bool:
+        """Every callback the stub will post was posted, and none waits to be applied."""
+        posted = self.stub.stats().get("callbacks", {})
+        done = posted.get("sent", 0) + posted.get("failed", 0) >= 4 * RECIPIENTS
+        return done and self.inbound_since().get("received", 0) == 0
+
     def all_sent(self) -> bool:
-        """Whether every recipient is SENT; if not, reconcile as beat would every minute."""
-        if self.statuses().get("sent", 0) == RECIPIENTS:
+        """Whether every recipient reached the provider; if not, reconcile as beat would."""
+        statuses = self.statuses()
+        if sum(statuses.get(s, 0) for s in ("sent", "delivered", "opened")) == RECIPIENTS:
             return True
         report = self.reconciler.run()
         self.confirmed += report.confirmed_sent
@@ -176,7 +213,10 @@ class DemoRun:
         second = _start_worker(self.env, "demo-2", self.run_dir)
         click.echo(f"worker 2 is pid {second.pid}; producer again: {self.produce()}")
         try:
-            return _wait(self.all_sent, 180, every=2.0)
+            settled = _wait(self.all_sent, 180, every=2.0)
+            # Receipts keep arriving through the webhook app; let every one land and apply.
+            _wait(self.callbacks_settled, 90, every=1.0)
+            return settled
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
@@ -190,6 +230,13 @@ class DemoRun:
         unique = stats["unique_references"]
         click.echo(f"provider receipts:      {stats['total']} for {unique} interactions")
         click.echo(f"duplicates:             {stats['duplicates']}")
+        callbacks = stats.get("callbacks", {})
+        inbound = self.inbound_since()
+        click.echo(
+            f"callbacks:              {callbacks.get('sent', 0)} posted to the webhook app "
+            f"(delivered and opened, each twice, shuffled): {sum(inbound.values())} stored, "
+            f"{inbound.get('applied', 0)} applied once each; repeats acknowledged, not applied"
+        )
         click.echo(
             f"reconciliation:         {self.confirmed} claims of the killed worker found at the"
             f" provider (recorded SENT, not re-sent), {self.requeued} not found and re-enqueued"
@@ -197,7 +244,11 @@ class DemoRun:
         service = CommunicationService(self.sessions, self.providers, self.settings)
         service.add_note("C-0042", "Called to confirm the letter arrived.", "agent.smith")
         click.echo("\ntimeline of C-0042:")
-        click.echo(display.timeline(service.get_history("C-0042", 10).items))
+        timeline = service.get_history("C-0042", 10).items
+        click.echo(display.timeline(timeline))
+        sent = next(r for r in timeline if r.batch_id == self.batch_id)
+        click.echo(f"\nhistory of {sent.idempotency_key}:")
+        click.echo(display.events(self.events_of(sent.id)))
         if not settled or stats["duplicates"]:
             raise click.ClickException(
                 f"the demo did not settle; worker logs are in {self.run_dir}"
@@ -218,5 +269,31 @@ def run_demo() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with StubNotifyServer(api_key=DEMO_API_KEY, latency_ms=5) as stub:
         demo = DemoRun(base, stub, run_dir)
-        settled = demo.crash_and_resume()
-        demo.report(settled)
+        with WebhookThread(demo.settings) as webhooks:
+            stub.configure(
+                callback_url=f"{webhooks.url}/callbacks/notify",
+                callback_token=DEMO_CALLBACK_TOKEN,
+                callback_statuses=["delivered", "opened"],
+                callback_duplicates=1,
+                callback_shuffle=True,
+            )
+            settled = demo.crash_and_resume()
+            demo.report(settled)
+
+
+class WebhookThread:
+    """The webhook app served from a thread of the demo, as gunicorn serves it in production."""
+
+    def __init__(self, settings: Settings) -> None:
+        app = create_webhook_app(settings, CeleryStatusQueue(create_app(settings)))
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from models.event import InteractionEvent
 from services.records import InteractionRecord
 
 
@@ -53,3 +54,19 @@ def timeline(records: Sequence[InteractionRecord]) -> str:
     ]
     headers = ("created (UTC)", "channel", "status", "template", "key", "tries", "detail")
     return table(headers, rows)
+
+
+def events(history: Sequence[InteractionEvent]) -> str:
+    """An interaction's event history as a table, oldest first."""
+    rows = [
+        (
+            e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind.value,
+            f"{e.from_status.value if e.from_status else '-'} -> "
+            f"{e.to_status.value if e.to_status else '-'}",
+            e.outcome or "",
+            e.source,
+        )
+        for e in history
+    ]
+    return table(("when (UTC)", "event", "status", "outcome", "source"), rows)

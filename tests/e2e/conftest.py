@@ -26,7 +26,7 @@ from services.batches import BatchProducer, BatchReport, DispatchMessage, Recipi
 from services.reconciliation import Reconciler, ReconcileReport
 from tasks.publisher import CeleryPublisher
 from tests.conftest import PG_URL, TABLES, recreate_database
-from tests.e2e.harness import Worker
+from tests.e2e.harness import WebhookServer, Worker
 from workers.app import create_app
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +55,7 @@ class Pipeline:
     engine: sa.engine.Engine
     log_dir: Path
     workers: list[Worker] = field(default_factory=list)
+    servers: list[WebhookServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.app = create_app(self.settings)
@@ -72,6 +73,12 @@ class Pipeline:
         base["INTERACTIONS_NOTIFY_API_KEY"] = API_KEY
         base["INTERACTIONS_VAR_DIR"] = str(self.log_dir / "var")
         return base
+
+    def start_webhooks(self, token_hash: str) -> WebhookServer:
+        env = {**self.env(), "INTERACTIONS_WEBHOOK_NOTIFY_TOKEN_SHA256": json.dumps([token_hash])}
+        server = WebhookServer(env, self.log_dir)
+        self.servers.append(server)
+        return server
 
     def start_worker(self, concurrency: int = 16) -> Worker:
         worker = Worker(self.env(), f"w{len(self.workers) + 1}", self.log_dir, concurrency)
@@ -145,6 +152,8 @@ def pipeline(
     yield pipe
     for worker in pipe.workers:
         worker.stop()
+    for server in pipe.servers:
+        server.stop()
     stub.stop()
     broker.flushdb()
     artifacts = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / request.node.name

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 class Worker:
@@ -62,6 +65,62 @@ class Worker:
 
     def stop(self) -> None:
         """Warm shutdown, then SIGKILL if it does not go."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+class WebhookServer:
+    """``gunicorn 'workers.webhooks:create_app()'`` on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = (log_dir / "webhooks.log").open("w")
+        command = [
+            GUNICORN,
+            "workers.webhooks:create_app()",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            "2",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_until(self._answers, 30, "the webhook app to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return self.post("/healthz", b"", {}, method="GET")[0] == 200
+        except OSError:
+            return False
+
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+    ) -> tuple[int, bytes]:
+        """One request; returns the status and body."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        """Graceful stop, then SIGKILL."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
