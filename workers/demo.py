@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from services.signatures import token_sha256
 from tasks.publisher import CeleryPublisher
 from workers import display
 from workers.app import create_app
+from workers.processes import worker_command
 from workers.webhooks import CeleryStatusQueue
 from workers.webhooks import create_app as create_webhook_app
 
@@ -41,7 +41,6 @@ KILL_AFTER = 400
 DEMO_API_KEY = "demo-1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b-0f8fad5b-d9cb-469f-a165-70867728950e"
 DEMO_TEMPLATE_ID = "9c7b2f1e-3d4a-4b5c-8d6e-7f8091a2b3c4"
 DEMO_CALLBACK_TOKEN = "demo-callback-token-7c1e9a3b5d"  # noqa: S105 - the demo's own stub
-CELERY = str(Path(sys.executable).with_name("celery"))
 
 
 def _demo_settings(base: Settings, stub_url: str) -> Settings:
@@ -86,20 +85,7 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 def _start_worker(env: dict[str, str], name: str, log_dir: Path) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{name}.log").open("wb")
-    command = [
-        CELERY,
-        "-A",
-        "workers.app",
-        "worker",
-        "-Q",
-        "dispatch,status,maintenance",
-        "-n",
-        f"{name}@%h",
-        "-l",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    command = worker_command(name)
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
 
 

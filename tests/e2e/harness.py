@@ -7,14 +7,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from workers.processes import webhooks_command, worker_command
+
 ROOT = Path(__file__).resolve().parents[2]
-CELERY = str(Path(sys.executable).with_name("celery"))
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 class Worker:
@@ -25,22 +24,7 @@ class Worker:
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        command = [
-            CELERY,
-            "-A",
-            "workers.app",
-            "worker",
-            "-Q",
-            "dispatch,status,maintenance",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        command = worker_command(name, concurrency=concurrency)
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
@@ -84,18 +68,7 @@ class WebhookServer:
             self.port = int(probe.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (log_dir / "webhooks.log").open("w")
-        command = [
-            GUNICORN,
-            "workers.webhooks:create_app()",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-        ]
+        command = webhooks_command(self.port)
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
