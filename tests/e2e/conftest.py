@@ -31,7 +31,8 @@ from workers.app import create_app
 
 pytestmark = pytest.mark.e2e
 
-E2E_DB = sa.engine.make_url(PG_URL).set(database="interactions_e2e").render_as_string(False)
+_TEST_URL = sa.engine.make_url(PG_URL)
+E2E_DB = _TEST_URL.set(database=f"{_TEST_URL.database}_e2e").render_as_string(False)
 BROKER = os.environ.get("INTERACTIONS_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")
 API_KEY = "e2e-0a4f5e2c-6b1d-4d8e-9a57-3c2b1f0e9d84-7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"
 TEMPLATE_ID = "5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"

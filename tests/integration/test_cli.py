@@ -28,11 +28,14 @@ def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
 def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {"INTERACTIONS_VAR_DIR": str(tmp_path / "var")}
     if request.param == "postgresql":
-        url = sa.engine.make_url(PG_URL).set(database="interactions_cli_test")
+        base = sa.engine.make_url(PG_URL)
+        url = base.set(database=f"{base.database}_cli")
         rendered = url.render_as_string(hide_password=False)
         recreate_database(rendered)
         env["INTERACTIONS_DATABASE_URL"] = rendered
-        env["INTERACTIONS_BROKER_URL"] = "redis://127.0.0.1:6379/15"
+        env["INTERACTIONS_BROKER_URL"] = os.environ.get(
+            "INTERACTIONS_TEST_BROKER_URL", "redis://127.0.0.1:6379/13"
+        )
     return env
 
 

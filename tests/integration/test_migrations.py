@@ -40,7 +40,8 @@ def test_the_migrated_sqlite_database_has_every_table_and_index(sqlite_template:
 def test_a_new_channel_is_added_to_a_live_table_with_rows(
     tmp_path: Path, test_settings: Settings
 ) -> None:
-    url = sa.engine.make_url(PG_URL).set(database="interactions_enum_test")
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_enum")
     rendered = url.render_as_string(hide_password=False)
     recreate_database(rendered)
     engine = build_engine(rendered, test_settings)
