@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from celery.schedules import crontab
 from kombu import Queue
 
 from config.settings import Settings
@@ -19,6 +20,7 @@ ROUTES = {
     "tasks.apply_status_event": {"queue": STATUS_QUEUE},
     "tasks.reconcile_claims": {"queue": MAINTENANCE_QUEUE},
     "tasks.poll_unfinished": {"queue": MAINTENANCE_QUEUE},
+    "tasks.archive_expired": {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -76,6 +78,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "tasks.poll_unfinished",
                 "schedule": timedelta(minutes=15),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 14 * 60},
+            },
+            # The janitor: monthly, when traffic is lowest; a run missed by a day waits a month.
+            "archive-expired": {
+                "task": "tasks.archive_expired",
+                "schedule": crontab(minute=0, hour=3, day_of_month=1),
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": 23 * 3600},
             },
         },
     }

@@ -76,6 +76,45 @@ class Settings(BaseSettings):
     poll_after_hours: float = Field(default=6.0, gt=0)
     unknown_after_hours: float = Field(default=72.0, gt=0)
 
+    # Retention (services.archive): months hot in PostgreSQL, then years in the cold archive.
+    # A directory, or s3://bucket/prefix for any S3-compatible store; var_dir/archive when unset.
+    archive_url: str | None = None
+    # The S3 endpoint for MinIO or a government object store; AWS's own when unset.
+    # Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID, a profile, a role).
+    archive_s3_endpoint_url: str | None = None
+    archive_s3_region: str | None = None
+    archive_hot_months: int = Field(default=24, ge=1)
+    archive_cold_years: int = Field(default=7, ge=1)
+    # Interactions per id window: each window is read, written and deleted on its own.
+    archive_chunk_rows: int = Field(default=50_000, ge=10, le=1_000_000)
+    archive_zstd_level: int = Field(default=3, ge=1, le=19)
+    # The one read that finds the expired id range may scan that range; nothing waits on it.
+    archive_plan_timeout_seconds: int = Field(default=900, ge=1)
+    archive_task_time_limit_seconds: int = Field(default=6 * 3600, ge=60)
+
+    # Operations: logs, metrics and Flower.
+    # "json" or "text"; unset means JSON in production and readable text elsewhere.
+    log_format: Literal["json", "text"] | None = None
+    # Hex SHA-256 of each bearer token allowed to scrape the webhook app's /metrics.
+    metrics_token_sha256: list[str] = Field(default_factory=list)
+    # prometheus_client's own variable: where every process of one host writes its metrics.
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+    # "user:password" pairs Flower accepts over HTTP basic auth; Flower refuses to start without.
+    flower_basic_auth: list[SecretStr] = Field(default_factory=list)
+    flower_address: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    # Tasks Flower keeps in memory; its default (100,000) costs hundreds of MiB in bulk sends.
+    flower_max_tasks: int = Field(default=10_000, ge=100)
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "text"]:
+        """The log format in force: as configured, else JSON in production only."""
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "text"
+
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:
         if self.environment == "production" and not (self.database_url and self.broker_url):
@@ -124,6 +163,11 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """Where the filesystem transport keeps its messages."""
         return (self.var_dir / "broker").resolve()
+
+    @property
+    def resolved_archive_url(self) -> str:
+        """Where archived interactions go: as configured, else a directory under var_dir."""
+        return self.archive_url or str((self.var_dir / "archive").resolve())
 
 
 @lru_cache(maxsize=1)

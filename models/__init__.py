@@ -1,5 +1,6 @@
 """The ledger's tables, enumerations and sessions."""
 
+from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import Base
 from models.batch import Batch
 from models.contact import Contact
@@ -9,6 +10,8 @@ from models.inbound import InboundEvent, InboundState
 from models.interaction import CustomerInteraction
 
 __all__ = [
+    "ArchiveManifest",
+    "ArchiveState",
     "Base",
     "Batch",
     "ChannelType",
@@ -19,4 +22,5 @@ __all__ = [
     "InboundState",
     "InteractionEvent",
     "InteractionStatus",
+    "LegalHold",
 ]

@@ -25,7 +25,9 @@ def build_engine(url: str, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     # No pre-ping: it costs a round trip per checkout. A connection found dead fails its
     # statement, the pool is invalidated, and the caller retries (tasks do so by design).
-    options: dict[str, Any] = {"pool_recycle": 1800}
+    # Statement errors would otherwise quote their parameters (recipients, bodies) into
+    # exception messages, which reach logs and Flower's task details.
+    options: dict[str, Any] = {"pool_recycle": 1800, "hide_parameters": True}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":

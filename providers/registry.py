@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from config.settings import Settings
 from models.enums import ChannelType
 from providers.base import NoProviderForChannel, Provider
+from providers.instrumented import instrumented
 from providers.log import LogProvider
 
 
@@ -35,7 +36,7 @@ class ProviderRegistry:
 
         def named(name: str) -> Provider:
             if name not in built:
-                built[name] = _build(name, settings)
+                built[name] = instrumented(_build(name, settings))
             return built[name]
 
         return cls(

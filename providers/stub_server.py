@@ -82,7 +82,12 @@ def injected_failure(status: int) -> StubError:
 
 @dataclass(frozen=True)
 class StubConfig:
-    """How the stub behaves; every field can be changed while it runs."""
+    """How the stub behaves; every field can be changed while it runs.
+
+    Once ``callback_url`` is set, each accepted notification gets one receipt per status in
+    ``callback_statuses``, in that order, each posted ``callback_duplicates`` more times right
+    after itself; ``callback_shuffle`` posts that whole list in a random order instead.
+    """
 
     latency_ms: float = 0.0
     failure_rate: float = 0.0

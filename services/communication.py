@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from config import metrics
+from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.contact import Contact
@@ -93,6 +95,8 @@ class CommunicationService:
             )
         if claim.state is not ClaimState.CLAIMED:
             return DispatchResult(_CLAIM_OUTCOMES[claim.state], self._record(claim.interaction_id))
+        bind_log_ids(interaction_uuid=claim.interaction_uuid)
+        metrics.attempt_claimed(request.channel, provider.name, claim.attempt, failure is not None)
         if failure is not None or address is None:
             return DispatchResult(DispatchOutcome.FAILED, self._record(claim.interaction_id))
 
@@ -105,6 +109,7 @@ class CommunicationService:
             self._release(claim, exc.reason)
             raise TransientDispatchError(request.idempotency_key, exc.reason) from None
         except PermanentProviderError as exc:
+            metrics.status_reached(InteractionStatus.FAILED, request.channel, provider.name)
             return self._failed(claim, exc.reason)
         except AmbiguousProviderError as exc:
             # The provider may have the message: keep the claim for reconciliation to settle.
@@ -165,6 +170,7 @@ class CommunicationService:
         with self._sessions() as session, session.begin():
             row = claims.record_sent(session, claim, receipt, self._clock())
             record = InteractionRecord.of(row)
+        metrics.status_reached(InteractionStatus.SENT, record.channel, receipt.provider)
         return DispatchResult(DispatchOutcome.SENT, record)
 
     def _failed(self, claim: Claim, reason: str) -> DispatchResult:
@@ -194,8 +200,13 @@ class CommunicationService:
         cursor: str | None = None,
         channel: ChannelType | str | None = None,
         status: InteractionStatus | str | None = None,
+        include_archived: bool = False,
     ) -> HistoryPage:
-        """A customer's interactions, newest first, one keyset page at a time."""
+        """A customer's interactions, newest first, one keyset page at a time.
+
+        With ``include_archived`` the page also draws on the cold archive (slower: it reads
+        the archived files that may hold the customer).
+        """
         query = history.HistoryQuery.build(
             validation.customer_id(customer_id),
             limit,
@@ -204,6 +215,10 @@ class CommunicationService:
             channel,
             status,
         )
+        if include_archived:
+            from services.archive.reader import history_with_archive
+
+            return history_with_archive(self._sessions, self._settings, query)
         with self._sessions() as session:
             return history.read_page(session, query)
 

@@ -85,9 +85,12 @@ class Poller:
             return False
         except ProviderError as exc:
             report.errors += 1
-            log.warning(
-                "poll lookup failed: %s", exc.reason, extra={"idempotency_key": row.idempotency_key}
-            )
+            context = {
+                "interaction_uuid": str(row.interaction_uuid),
+                "idempotency_key": row.idempotency_key,
+                "batch_id": row.batch_id,
+            }
+            log.warning("poll lookup failed: %s", exc.reason, extra=context)
             return False
         report.asked += 1
         if not found.found or found.status not in FINAL:

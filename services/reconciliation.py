@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from config import metrics
 from config.settings import Settings
 from models.enums import InteractionStatus
 from models.interaction import CustomerInteraction
@@ -95,7 +96,11 @@ class Reconciler:
 
     def _settle(self, row: CustomerInteraction, report: ReconcileReport) -> None:
         claim = Claim(ClaimState.CLAIMED, row.id, row.interaction_uuid, row.attempt_count)
-        context = {"idempotency_key": row.idempotency_key, "batch_id": row.batch_id}
+        context = {
+            "interaction_uuid": str(row.interaction_uuid),
+            "idempotency_key": row.idempotency_key,
+            "batch_id": row.batch_id,
+        }
         try:
             provider = self._providers.for_channel(row.channel)
             found = provider.lookup(str(row.interaction_uuid))
@@ -114,6 +119,7 @@ class Reconciler:
             with self._sessions() as session, session.begin():
                 claims.record_sent(session, claim, receipt, now, source=SOURCE)
             report.confirmed_sent += 1
+            metrics.status_reached(InteractionStatus.SENT, row.channel, provider.name)
             log.info("provider has the message; recorded SENT", extra=context)
             return
         with self._sessions() as session, session.begin():

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import metrics
 from models.enums import EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
@@ -85,10 +86,14 @@ def apply(sessions: SessionFactory, event: StatusEvent, now: datetime) -> Status
     """Apply ``event`` in one transaction and say what it did."""
     try:
         with sessions() as session, session.begin():
-            return _apply(session, event, now)
+            update = _apply(session, event, now)
     except IntegrityError:
         # Another delivery of the same provider event won the race and was applied once.
         return StatusUpdate(Outcome.DUPLICATE, None, None, None)
+    if (record := update.interaction) is not None:
+        provider = record.provider or event.provider  # a receipt can beat the SENT commit
+        metrics.status_changed(update.previous, update.current, record.channel, provider)
+    return update
 
 
 def _apply(session: Session, event: StatusEvent, now: datetime) -> StatusUpdate:

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
+from config import metrics
 from config.settings import get_settings
 from services.errors import InvalidInput, TransientDispatchError
 from tasks.base import backoff, project_task
@@ -49,7 +50,8 @@ def dispatch(
         retries = self.request.retries
         if retries >= settings.dispatch_max_retries:
             reason = f"gave up after {retries + 1} attempts: {exc.reason}"
-            runtime.service().give_up(idempotency_key, reason)
+            if runtime.service().give_up(idempotency_key, reason):
+                metrics.gave_up(channel, settings)
             log.warning("dispatch failed for good: %s", exc.reason, extra=context)
             return
         delay = backoff(

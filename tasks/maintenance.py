@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from celery import Task
 
+from config import metrics
 from config.settings import get_settings
 from models.base import utcnow
 from models.session import get_engine, session_factory
@@ -36,10 +38,12 @@ def build_reconciler() -> Reconciler:
 def reconcile_claims(self: Task) -> None:
     """Settle expired claims by asking providers; re-enqueue released claims nobody took."""
     with exclusive(get_engine(get_settings()), "reconcile_claims") as mine:
+        metrics.maintenance_run("reconcile_claims", mine)
         if not mine:
             log.info("reconcile_claims is already running elsewhere; skipped")
             return
         report = build_reconciler().run()
+    metrics.claims_reconciled(**dataclasses.asdict(report))
     log.info("reconcile_claims: %s", report)
 
 
@@ -48,6 +52,7 @@ def poll_unfinished(self: Task) -> None:
     """Ask providers about SENT interactions whose final status never arrived."""
     settings = get_settings()
     with exclusive(get_engine(settings), "poll_unfinished") as mine:
+        metrics.maintenance_run("poll_unfinished", mine)
         if not mine:
             log.info("poll_unfinished is already running elsewhere; skipped")
             return

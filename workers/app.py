@@ -10,8 +10,9 @@ from celery.signals import before_task_publish, worker_process_init
 from config.celery import celery_config
 from config.settings import Settings, get_settings
 from models.session import dispose_engines
+from workers import observability  # noqa: F401 - connects the logging signal receivers
 
-TASK_MODULES = ["tasks.dispatch", "tasks.status", "tasks.maintenance"]
+TASK_MODULES = ["tasks.dispatch", "tasks.status", "tasks.maintenance", "tasks.archive"]
 
 
 def create_app(settings: Settings) -> Celery:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from typing import Any
 
 import click
@@ -16,7 +15,6 @@ from models.migrate import upgrade
 from models.session import get_engine
 from services.errors import InvalidInput, TransientDispatchError
 from workers import display
-from workers.doctor import run_checks
 from workers.runtime import build_service
 
 CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
@@ -124,17 +122,6 @@ def contact(customer_id: str, email: str | None, phone: str | None) -> None:
 
 
 @main.command()
-def doctor() -> None:
-    """Check the database, its migrations and the broker."""
-    failed = False
-    for check in run_checks(get_settings()):
-        click.echo(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.message}")
-        failed = failed or not check.ok
-    if failed:
-        sys.exit(1)
-
-
-@main.command()
 def demo() -> None:
     """Run the demonstration on the configured (or embedded) services."""
     from workers.demo import run_demo
@@ -144,9 +131,18 @@ def demo() -> None:
 
 def _register() -> None:
     from workers.cli_batches import batch_status_command, reconcile_command, send_batch
+    from workers.doctor import doctor_command
+    from workers.flower import flower_command
+    from workers.metrics import metrics_command
 
     for command in (send_batch, batch_status_command, reconcile_command):
         main.add_command(command)
+    for command in (doctor_command, flower_command, metrics_command):
+        main.add_command(command)
+
+    from workers.cli_archive import archive
+
+    main.add_command(archive)
 
 
 _register()

@@ -1,24 +1,27 @@
-"""Checks that the service can run here: database, migrations, broker."""
+"""``interactions doctor``: checks that everything the running stack needs is here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable
 
+import click
 import sqlalchemy as sa
 from kombu import Connection
+from pydantic import ValidationError
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from models.migrate import current_revision, head_revision
 from models.session import get_engine
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check and what it found."""
-
-    name: str
-    ok: bool
-    message: str
+from workers.doctor_checks import (
+    Check,
+    check_archive_storage,
+    check_beat_schedule,
+    check_flower,
+    check_metrics,
+    check_providers,
+    check_webhook_secrets,
+)
 
 
 def _redacted(url: str) -> str:
@@ -67,6 +70,43 @@ def check_broker(settings: Settings) -> Check:
     return Check("broker", True, f"{_redacted(url)} answers")
 
 
+CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
+    check_database,
+    lambda settings: [check_broker(settings)],
+    check_providers,
+    check_webhook_secrets,
+    check_beat_schedule,
+    check_archive_storage,
+    check_metrics,
+    check_flower,
+)
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [*check_database(settings), check_broker(settings)]
+    return [check for run in CHECKS for check in run(settings)]
+
+
+def settings_problems(exc: ValidationError) -> list[Check]:
+    """One failed check per setting the environment gets wrong."""
+    checks = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"INTERACTIONS_{field.upper()}" if field else "the settings"
+        checks.append(Check("settings", False, f"{name}: {error['msg']}"))
+    return checks
+
+
+@click.command("doctor")
+def doctor_command() -> None:
+    """Check every dependency the running stack needs; exit 1 naming each failure."""
+    try:
+        checks = run_checks(get_settings())
+    except ValidationError as exc:
+        checks = settings_problems(exc)
+    for check in checks:
+        click.echo(f"[{check.label}] {check.name}: {check.message}")
+    failures = sum(1 for check in checks if not check.ok)
+    if failures:
+        click.echo(f"{failures} check(s) failed.", err=True)
+        sys.exit(1)

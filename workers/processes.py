@@ -27,6 +27,8 @@ def webhooks_command(port: int, workers: int = 2, threads: int = 4) -> list[str]
     """``gunicorn`` serving the webhook app on loopback ``port``."""
     return [
         str(BIN / "gunicorn"),
+        "-c",
+        "python:workers.gunicorn_conf",
         "workers.webhooks:create_app()",
         "-b",
         f"127.0.0.1:{port}",

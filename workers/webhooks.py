@@ -34,6 +34,7 @@ from services.signatures import (
     Unauthenticated,
     decode_secret,
 )
+from workers.metrics import install as install_metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def create_app(
     )
     limit = settings.webhook_max_body_bytes
     app = Flask(__name__)
+    install_metrics(app, settings)
 
     def receive(
         provider: str, verify: Callable[[bytes], None], parse: Callable[[bytes], ParsedCallback]

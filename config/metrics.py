@@ -1,0 +1,144 @@
+"""Prometheus metrics every process counts; one host's processes are added up at scrape time.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (workers and gunicorn on one host share it), each
+process writes its counts to files there and the webhook app's ``/metrics`` adds them up.
+Labels are channels, providers and outcomes: never an id, an address or anything a customer
+wrote, so their number stays small and nothing personal reaches a dashboard.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+
+from prometheus_client import Counter, Histogram, values
+
+from config.settings import Settings
+from models.enums import InteractionStatus
+
+
+def _process_identifier() -> str:
+    # Containers sharing one metrics volume have their own PID namespaces, so PIDs repeat
+    # across them; the host name keeps each process's files apart. "_" would split the name.
+    return f"{socket.gethostname()}-{os.getpid()}".replace("_", "-")
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+        process_identifier=_process_identifier
+    )
+
+_BY_CHANNEL = ("channel", "provider")
+CREATED = Counter("interactions_created", "Interactions recorded.", _BY_CHANNEL)
+SENT = Counter("interactions_sent", "Interactions their provider accepted.", _BY_CHANNEL)
+DELIVERED = Counter("interactions_delivered", "Interactions delivered.", _BY_CHANNEL)
+OPENED = Counter("interactions_opened", "Interactions opened.", _BY_CHANNEL)
+FAILED = Counter("interactions_failed", "Interaction attempts that ended FAILED.", _BY_CHANNEL)
+PROVIDER_SECONDS = Histogram(
+    "interactions_provider_request_seconds",
+    "Time taken by each call to a provider.",
+    ("provider", "operation"),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+PROVIDER_ERRORS = Counter(
+    "interactions_provider_errors",
+    "Provider calls that failed, by kind: transient, permanent, ambiguous or unexpected.",
+    ("provider", "operation", "kind"),
+)
+WEBHOOK_EVENTS = Counter(
+    "interactions_webhook_events", "Provider callbacks received, by result.", ("provider", "result")
+)
+CLAIMS_RECONCILED = Counter(
+    "interactions_claims_reconciled",
+    "Expired claims settled by reconciliation, by result.",
+    ("result",),
+)
+ARCHIVED_ROWS = Counter(
+    "interactions_archived_rows", "Rows the janitor moved to cold storage.", ("table",)
+)
+MAINTENANCE_RUNS = Counter(
+    "interactions_maintenance_runs",
+    "Maintenance task runs: ran, or skipped because another held its lock.",
+    ("task", "result"),
+)
+
+_STATUS_COUNTERS = {
+    InteractionStatus.SENT: SENT,
+    InteractionStatus.DELIVERED: DELIVERED,
+    InteractionStatus.OPENED: OPENED,
+    InteractionStatus.FAILED: FAILED,
+}
+# The statuses an interaction passes through on the way to each (OPENED implies DELIVERED).
+_PASSES = {
+    InteractionStatus.OPENED: (InteractionStatus.DELIVERED, InteractionStatus.OPENED),
+}
+
+
+def _label(value: object) -> str:
+    return str(value.value if isinstance(value, enum.Enum) else value or "none")
+
+
+def interaction_created(channel: object, provider: object) -> None:
+    """Count one interaction row written for the first time."""
+    CREATED.labels(_label(channel), _label(provider)).inc()
+
+
+def attempt_claimed(channel: object, provider: object, attempt: int, failed: bool) -> None:
+    """Count a claimed attempt: a new row on the first; FAILED at once when there is no address."""
+    if attempt == 1:
+        interaction_created(channel, provider)
+    if failed:
+        status_reached(InteractionStatus.FAILED, channel, provider)
+
+
+def status_reached(status: InteractionStatus, channel: object, provider: object) -> None:
+    """Count an interaction reaching ``status`` (SENT, DELIVERED, OPENED or FAILED)."""
+    counter = _STATUS_COUNTERS.get(status)
+    if counter is not None:
+        counter.labels(_label(channel), _label(provider)).inc()
+
+
+def gave_up(channel: str, settings: Settings) -> None:
+    """Count an attempt FAILED once its retries ran out, under the configured provider."""
+    providers = {"email": settings.email_provider, "sms": settings.sms_provider}
+    status_reached(InteractionStatus.FAILED, channel, providers.get(str(channel), "log"))
+
+
+def status_changed(
+    previous: InteractionStatus | None,
+    current: InteractionStatus | None,
+    channel: object,
+    provider: object,
+) -> None:
+    """Count a status event that moved an interaction on, with any status it implies."""
+    if current is None or current == previous:
+        return
+    for status in _PASSES.get(current, (current,)):
+        # SENT is counted where the provider accepted the message, whatever reports it later.
+        if status is InteractionStatus.SENT or status == previous:
+            continue
+        status_reached(status, channel, provider)
+
+
+def webhook_event(provider: str, result: str) -> None:
+    """Count one callback answered by the webhook app."""
+    WEBHOOK_EVENTS.labels(provider, result).inc()
+
+
+def claims_reconciled(**counts: int) -> None:
+    """Count what one reconciliation pass did: ``confirmed_sent=3, released=1, ...``."""
+    for result, count in counts.items():
+        if count:
+            CLAIMS_RECONCILED.labels(result).inc(count)
+
+
+def archived_rows(count: int, table: str = "interactions") -> None:
+    """Count rows the janitor moved to cold storage (call it once their chunk is committed)."""
+    if count:
+        ARCHIVED_ROWS.labels(table).inc(count)
+
+
+def maintenance_run(task: str, ran: bool) -> None:
+    """Count a maintenance run, or one skipped because another process held its lock."""
+    MAINTENANCE_RUNS.labels(task, "ran" if ran else "skipped").inc()

@@ -1,0 +1,1 @@
+"""Retention: moving expired interactions to a verified cold archive, and reading them back."""

@@ -1,0 +1,66 @@
+"""Reading an archive file back: its hash, the hash and line count of its content."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import zstandard
+
+from services.archive.format import Manifest
+from services.archive.storage import ArchiveStore, ObjectMissing
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a stored file was found to hold."""
+
+    byte_size: int
+    sha256: str
+    content_sha256: str
+    rows: int
+
+
+class Unreadable(Exception):
+    """A stored file that is missing or is not one whole zstd frame."""
+
+
+def digest(store: ArchiveStore, key: str) -> Digest:
+    """Stream the object once: hash the stored bytes, decompress, hash and count the lines."""
+    stored = hashlib.sha256()
+    content = hashlib.sha256()
+    size = rows = 0
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for piece in store.read(key):
+            size += len(piece)
+            stored.update(piece)
+            if decompressor.eof:
+                raise Unreadable(f"{key}: bytes after the end of the compressed frame")
+            text = decompressor.decompress(piece)
+            content.update(text)
+            rows += text.count(b"\n")
+    except ObjectMissing:
+        raise Unreadable(f"{key}: missing") from None
+    except zstandard.ZstdError as exc:
+        raise Unreadable(f"{key}: not a valid zstd stream ({exc})") from None
+    if not decompressor.eof:
+        raise Unreadable(f"{key}: truncated")
+    return Digest(size, stored.hexdigest(), content.hexdigest(), rows)
+
+
+def problem(store: ArchiveStore, manifest: Manifest) -> str | None:
+    """Why the stored file does not match its manifest, or None when it does."""
+    try:
+        found = digest(store, manifest.key)
+    except Unreadable as exc:
+        return str(exc)
+    if found.sha256 != manifest.sha256:
+        return f"{manifest.key}: SHA-256 {found.sha256[:12]}... is not {manifest.sha256[:12]}..."
+    if found.rows != manifest.rows:
+        return f"{manifest.key}: {found.rows} lines, the manifest says {manifest.rows}"
+    if found.content_sha256 != manifest.content_sha256:
+        return f"{manifest.key}: its content hash does not match the manifest"
+    if found.byte_size != manifest.byte_size:
+        return f"{manifest.key}: {found.byte_size} bytes, the manifest says {manifest.byte_size}"
+    return None

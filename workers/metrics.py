@@ -1,0 +1,148 @@
+"""Exposing metrics: ``/metrics`` on the webhook app behind its token; ``interactions metrics``.
+
+A scrape adds up every process of this host that writes to ``PROMETHEUS_MULTIPROC_DIR``
+(workers, gunicorn workers) and asks the broker how deep each queue is at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import redis
+from flask import Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    write_to_textfile,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from config import metrics
+from config.celery import QUEUES
+from config.settings import Settings, get_settings
+from services.signatures import BearerVerifier, Unauthenticated
+
+log = logging.getLogger(__name__)
+# What each answer of the webhook app means for a callback, as the metric's "result" label.
+WEBHOOK_RESULTS = {
+    202: "accepted",
+    200: "repeat",
+    400: "malformed",
+    401: "unauthenticated",
+    413: "too_large",
+    503: "unavailable",
+}
+CALLBACK_PREFIX = "/callbacks/"
+
+
+class QueueDepthCollector(Collector):
+    """Messages waiting in each Celery queue, and those fetched but not yet acknowledged."""
+
+    def __init__(self, broker_url: str, queues: tuple[str, ...] = QUEUES) -> None:
+        self._broker_url = broker_url
+        self._queues = queues
+
+    def collect(self) -> Iterator[Metric]:
+        """Ask Redis now; a broker that does not answer is reported as down, not as an error."""
+        up = GaugeMetricFamily("interactions_broker_up", "Whether the broker answered the scrape.")
+        if not self._broker_url.startswith(("redis://", "rediss://")):
+            return  # the filesystem transport of the embedded default has no queues to ask
+        depth = GaugeMetricFamily(
+            "interactions_queue_depth", "Messages waiting in each queue.", labels=["queue"]
+        )
+        unacked = GaugeMetricFamily(
+            "interactions_queue_unacked", "Messages fetched by workers and not yet acknowledged."
+        )
+        try:
+            client = redis.Redis.from_url(
+                self._broker_url, socket_timeout=2, socket_connect_timeout=2
+            )
+            with client, client.pipeline(transaction=False) as pipe:
+                for queue in self._queues:
+                    pipe.llen(queue)
+                pipe.hlen("unacked")
+                *lengths, held = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("queue depth unavailable: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        for queue, length in zip(self._queues, lengths, strict=True):
+            depth.add_metric([queue], length)
+        unacked.add_metric([], held)
+        up.add_metric([], 1)
+        yield from (depth, unacked, up)
+
+
+def registry(settings: Settings) -> CollectorRegistry:
+    """Everything one scrape reports: this host's processes, and the broker's queues."""
+    if settings.prometheus_multiproc_dir is not None:
+        combined = CollectorRegistry()
+        MultiProcessCollector(  # type: ignore[no-untyped-call]
+            combined, path=str(settings.prometheus_multiproc_dir)
+        )
+    else:
+        combined = CollectorRegistry()
+        combined.register(_Default())
+    combined.register(QueueDepthCollector(settings.resolved_broker_url))
+    return combined
+
+
+class _Default(Collector):
+    """This process's own registry, when there is no multiprocess directory to add up."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+def render(settings: Settings) -> bytes:
+    """The metrics in Prometheus' text format."""
+    return generate_latest(registry(settings))
+
+
+def install(app: Flask, settings: Settings) -> None:
+    """Add ``GET /metrics`` (bearer token by hash) and the count of callbacks by result."""
+    verifier = BearerVerifier(tuple(settings.metrics_token_sha256))
+
+    @app.get("/metrics")
+    def scrape() -> Response:
+        try:
+            verifier.verify(request.headers.get("Authorization"))
+        except Unauthenticated as exc:
+            log.warning("metrics scrape refused: %s", exc)
+            return Response("unauthenticated\n", 401, {"WWW-Authenticate": "Bearer"})
+        return Response(render(settings), 200, {"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.after_request
+    def count_callback(response: Response) -> Response:
+        if request.path.startswith(CALLBACK_PREFIX):
+            provider = request.path.removeprefix(CALLBACK_PREFIX).strip("/") or "none"
+            if request.url_rule is None:
+                provider = "unknown"  # a 404: keep labels to the routes that exist
+            code = response.status_code
+            metrics.webhook_event(provider, WEBHOOK_RESULTS.get(code, f"http_{code}"))
+        return response
+
+
+@click.command("metrics")
+@click.option(
+    "--textfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file atomically (for node_exporter's textfile collector).",
+)
+def metrics_command(textfile: Path | None) -> None:
+    """Print this host's metrics in Prometheus' text format, or write them to a file."""
+    settings = get_settings()
+    if textfile is None:
+        click.echo(render(settings).decode(), nl=False)
+        return
+    write_to_textfile(str(textfile), registry(settings))
+    click.echo(f"metrics written to {textfile}")
