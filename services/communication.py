@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.contact import Contact
@@ -180,6 +182,28 @@ class CommunicationService:
     def _record(self, interaction_id: int) -> InteractionRecord:
         with self._sessions() as session:
             return InteractionRecord.of(session.get_one(CustomerInteraction, interaction_id))
+
+    def find_by_recipient(
+        self, channel: ChannelType | str, address: str, limit: int = 100
+    ) -> list[InteractionRecord]:
+        """Everything sent to ``address`` on ``channel``, newest first, found by its blind index."""
+        try:
+            parsed = parse_enum(ChannelType, channel)
+        except ValueError as exc:
+            raise InvalidInput("channel", str(exc)) from None
+        if not 1 <= limit <= self._settings.history_max_limit:
+            raise InvalidInput("limit", f"must be from 1 to {self._settings.history_max_limit}")
+        normalised = validation.recipient(parsed, address, self._settings.default_phone_region)
+        digest = validation.recipient_index(parsed, normalised)
+        table = CustomerInteraction
+        with self._sessions() as session:
+            rows = session.scalars(
+                sa.select(table)
+                .where(table.recipient_hash == digest, table.channel == parsed)
+                .order_by(table.created_at.desc(), table.id.desc())
+                .limit(limit)
+            )
+            return [InteractionRecord.of(row) for row in rows]
 
     def give_up(self, idempotency_key: str, reason: str) -> bool:
         """Mark a released attempt FAILED once its retries ran out."""
