@@ -128,7 +128,7 @@ def contact(customer_id: str, email: str | None, phone: str | None) -> None:
 @click.option("--channel", type=CHANNELS, default="email", show_default=True)
 @click.option("--limit", default=50, show_default=True, type=int)
 def sent_to(address: str, channel: str, limit: int) -> None:
-    """Show everything sent to ADDRESS, found by its blind index (nothing is decrypted to search)."""
+    """Show everything sent to ADDRESS, found by its blind index without decrypting."""
     try:
         records = build_service().find_by_recipient(channel, address, limit)
     except InvalidInput as exc:
