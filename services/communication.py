@@ -259,12 +259,19 @@ class CommunicationService:
         customer = validation.customer_id(customer_id)
         if not isinstance(content, str) or not content.strip():
             raise InvalidInput("content", "must be non-empty text")
+        if "\x00" in content:
+            raise InvalidInput("content", "must not contain NUL characters")
         if len(content) > self._settings.max_note_chars:
             raise InvalidInput(
                 "content", f"must be at most {self._settings.max_note_chars} characters"
             )
-        if not isinstance(author, str) or not author.strip() or len(author) > 100:
-            raise InvalidInput("author", "must be 1-100 characters naming who made the note")
+        if (
+            not isinstance(author, str)
+            or not author.strip()
+            or len(author) > 100
+            or not validation.is_printable(author)
+        ):
+            raise InvalidInput("author", "must be 1-100 printable characters naming who made it")
         now = self._clock()
         when = occurred_at or now
         if when.tzinfo is None:

@@ -9,19 +9,27 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import string
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.orm import sessionmaker
 
 from config.settings import Settings
 from models import CustomerInteraction
+from models.session import build_engine
+from providers.registry import ProviderRegistry
 from services.batches import BatchProducer, read_csv
 from services.communication import CommunicationService
 from services.errors import InvalidInput
 from tests.conftest import Database
+from tests.fakes import FakeProvider
 from tests.integration.test_batches import RecordingPublisher
 from tests.webhook_fixtures import TOKEN_A, RecordingQueue
 from workers.webhooks import create_app
@@ -70,10 +78,33 @@ def _complete(db: Database) -> None:
             assert row.provider_reference and row.sent_at
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def fuzz_db(
+    request: pytest.FixtureRequest, tmp_path: Path, test_settings: Settings
+) -> Iterator[Database]:
+    """Real commits: thousands of examples would exhaust one transaction's locks."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("committed_pg")
+        return
+    path = tmp_path / "fuzz.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    engine = build_engine(f"sqlite:///{path}", test_settings)
+    yield Database("sqlite", sessionmaker(bind=engine, expire_on_commit=False))
+    engine.dispose()
+
+
+@pytest.fixture
+def fuzz_service(
+    fuzz_db: Database, provider: FakeProvider, test_settings: Settings
+) -> CommunicationService:
+    return CommunicationService(fuzz_db.sessions, ProviderRegistry.single(provider), test_settings)
+
+
 @given(arguments=ARGUMENTS)
 def test_dispatch_never_fails_but_with_invalid_input(
-    service: CommunicationService, db: Database, arguments: dict[str, Any]
+    fuzz_service: CommunicationService, fuzz_db: Database, arguments: dict[str, Any]
 ) -> None:
+    service, db = fuzz_service, fuzz_db
     before = db.counts()["interactions"]
     try:
         service.dispatch(**arguments)
@@ -90,8 +121,9 @@ CSV_LINES = st.lists(
 
 @given(lines=CSV_LINES)
 def test_any_csv_body_is_read_or_rejected_row_by_row(
-    db: Database, test_settings: Settings, lines: list[bytes]
+    fuzz_db: Database, test_settings: Settings, lines: list[bytes]
 ) -> None:
+    db = fuzz_db
     source = io.BytesIO(b"customer_id,recipient,name\n" + b"\n".join(lines))
     publisher = RecordingPublisher()
     report = BatchProducer(db.sessions, publisher, test_settings).run(
@@ -119,8 +151,9 @@ BODIES = (
     header=st.text(alphabet=string.printable.strip(), max_size=40),
 )
 def test_no_webhook_body_gets_a_500(
-    db: Database, test_settings: Settings, body: bytes, signed: bool, header: str
+    fuzz_db: Database, test_settings: Settings, body: bytes, signed: bool, header: str
 ) -> None:
+    db = fuzz_db
     from tests.integration.test_webhooks import webhook_settings
 
     app = create_app(webhook_settings(test_settings), RecordingQueue(), db.sessions)
