@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     smtp_message_id_domain: str = "interactions.invalid"
     templates_dir: Path = Path(__file__).resolve().parent / "templates"
 
+    # Data keys by id (base64 of 32 bytes), one of them active; the blind-index key apart.
+    encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    encryption_active_key: str | None = None
+    blind_index_key: SecretStr | None = None
+
     # Hex SHA-256 of each bearer token Notify may call us with (several, for rotation).
     webhook_notify_token_sha256: list[str] = Field(default_factory=list)
     # Standard Webhooks secrets ("whsec_..."), several at once for rotation.
@@ -121,6 +126,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production needs INTERACTIONS_DATABASE_URL and INTERACTIONS_BROKER_URL; "
                 "the embedded SQLite and filesystem defaults are for trying the service only"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_keys(self) -> Settings:
+        if self.environment == "production" and not (
+            self.encryption_keys and self.encryption_active_key and self.blind_index_key
+        ):
+            raise ValueError(
+                "production needs INTERACTIONS_ENCRYPTION_KEYS, INTERACTIONS_ENCRYPTION_ACTIVE_KEY "
+                "and INTERACTIONS_BLIND_INDEX_KEY: personal data is never stored in clear"
             )
         return self
 

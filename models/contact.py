@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.crypto import SealedText
 from models.interaction import CUSTOMER_ID_MAX
 
 
@@ -17,6 +18,6 @@ class Contact(Base):
     __tablename__ = "contacts"
 
     customer_id: Mapped[str] = mapped_column(sa.String(CUSTOMER_ID_MAX), primary_key=True)
-    email: Mapped[str | None] = mapped_column(sa.String(320))
-    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    email: Mapped[str | None] = mapped_column(SealedText("contacts.email"))
+    phone: Mapped[str | None] = mapped_column(SealedText("contacts.phone"))
     updated_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)

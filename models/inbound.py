@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, utcnow, value_enum
+from models.crypto import SealedText
 
 
 class InboundState(enum.StrEnum):
@@ -39,7 +40,8 @@ class InboundEvent(Base):
     provider: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     # The provider's id for the event (a Standard Webhooks id), or one derived from it.
     event_id: Mapped[str] = mapped_column(sa.String(255), nullable=False)
-    body: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    # The raw callback, sealed: providers echo the recipient's address in it.
+    body: Mapped[str] = mapped_column(SealedText("inbound_events.body"), nullable=False)
     state: Mapped[InboundState] = mapped_column(
         value_enum(InboundState, "inbound_state"), nullable=False, default=InboundState.RECEIVED
     )

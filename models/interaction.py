@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, JsonDocument, utcnow, value_enum
+from models.base import Base, BigId, utcnow, value_enum
+from models.crypto import SealedJSON, SealedText
 from models.enums import ChannelType, InteractionStatus
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -28,6 +29,7 @@ class CustomerInteraction(Base):
             sa.text("id DESC"),
         ),
         sa.Index("ix_interactions_provider_reference", "provider_reference"),
+        sa.Index("ix_interactions_recipient_hash", "recipient_hash"),
         sa.Index("ix_interactions_batch_status", "batch_id", "status"),
         sa.Index(
             "ix_interactions_pending_claims",
@@ -51,15 +53,17 @@ class CustomerInteraction(Base):
     status: Mapped[InteractionStatus] = mapped_column(
         value_enum(InteractionStatus, "interaction_status"), nullable=False
     )
-    body_content: Mapped[str | None] = mapped_column(sa.Text)
+    body_content: Mapped[str | None] = mapped_column(SealedText("interactions.body_content"))
     # The reference we handed the provider (our interaction UUID), as the RFC names it.
     notify_reference: Mapped[str | None] = mapped_column(sa.String(255))
     # The provider's own id for the message, once it accepted it.
     provider_reference: Mapped[str | None] = mapped_column(sa.String(255))
     provider: Mapped[str | None] = mapped_column(sa.String(32))
-    meta_data: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    meta_data: Mapped[dict[str, Any] | None] = mapped_column(SealedJSON("interactions.meta_data"))
 
-    recipient: Mapped[str | None] = mapped_column(sa.String(320))
+    recipient: Mapped[str | None] = mapped_column(SealedText("interactions.recipient"))
+    # HMAC of the normalised address: "everything we sent to this address" without decrypting.
+    recipient_hash: Mapped[str | None] = mapped_column(sa.String(64))
     template_key: Mapped[str | None] = mapped_column(sa.String(100))
     batch_id: Mapped[str | None] = mapped_column(sa.String(100))
     author: Mapped[str | None] = mapped_column(sa.String(100))

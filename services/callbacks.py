@@ -14,6 +14,7 @@ from typing import Any
 from models.enums import InteractionStatus, InvalidEnumValue, parse_enum
 from providers.notify import notify_status
 from services.status_events import StatusEvent
+from services.validation import is_printable
 
 NOTIFY = "notify"
 SIGNED = "signed"
@@ -58,6 +59,8 @@ def _text(data: dict[str, Any], name: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > 255:
         raise MalformedCallback(f"{name!r} must be a string of 1-255 characters")
+    if not is_printable(value):
+        raise MalformedCallback(f"{name!r} must not contain control characters")
     return value
 
 

@@ -21,6 +21,7 @@ from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from providers.base import SendReceipt
 from services.transitions import decide
+from services.validation import recipient_index
 
 SOURCE = "dispatch"
 
@@ -74,6 +75,7 @@ def claim(
     attempt_values: dict[str, Any] = {
         "status": status,
         "recipient": recipient,
+        "recipient_hash": recipient_index(request.channel, recipient) if recipient else None,
         "template_key": request.template_key,
         "batch_id": request.batch_id,
         "meta_data": {"payload": request.payload},
@@ -187,8 +189,9 @@ def record_sent(
             sent_at=now,
             claim_expires_at=None,
             failure_reason=None,
-            body_content=sa.func.coalesce(receipt.body, table.body_content),
             updated_at=now,
+            # Bound through the column's type so the body is sealed like any other write.
+            **({"body_content": receipt.body} if receipt.body is not None else {}),
         )
         .returning(table)
         .execution_options(synchronize_session=False)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from config import metrics
 from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
@@ -187,6 +189,28 @@ class CommunicationService:
         with self._sessions() as session:
             return InteractionRecord.of(session.get_one(CustomerInteraction, interaction_id))
 
+    def find_by_recipient(
+        self, channel: ChannelType | str, address: str, limit: int = 100
+    ) -> list[InteractionRecord]:
+        """Everything sent to ``address`` on ``channel``, newest first, found by its blind index."""
+        try:
+            parsed = parse_enum(ChannelType, channel)
+        except ValueError as exc:
+            raise InvalidInput("channel", str(exc)) from None
+        if not 1 <= limit <= self._settings.history_max_limit:
+            raise InvalidInput("limit", f"must be from 1 to {self._settings.history_max_limit}")
+        normalised = validation.recipient(parsed, address, self._settings.default_phone_region)
+        digest = validation.recipient_index(parsed, normalised)
+        table = CustomerInteraction
+        with self._sessions() as session:
+            rows = session.scalars(
+                sa.select(table)
+                .where(table.recipient_hash == digest, table.channel == parsed)
+                .order_by(table.created_at.desc(), table.id.desc())
+                .limit(limit)
+            )
+            return [InteractionRecord.of(row) for row in rows]
+
     def give_up(self, idempotency_key: str, reason: str) -> bool:
         """Mark a released attempt FAILED once its retries ran out."""
         with self._sessions() as session, session.begin():
@@ -250,12 +274,19 @@ class CommunicationService:
         customer = validation.customer_id(customer_id)
         if not isinstance(content, str) or not content.strip():
             raise InvalidInput("content", "must be non-empty text")
+        if "\x00" in content:
+            raise InvalidInput("content", "must not contain NUL characters")
         if len(content) > self._settings.max_note_chars:
             raise InvalidInput(
                 "content", f"must be at most {self._settings.max_note_chars} characters"
             )
-        if not isinstance(author, str) or not author.strip() or len(author) > 100:
-            raise InvalidInput("author", "must be 1-100 characters naming who made the note")
+        if (
+            not isinstance(author, str)
+            or not author.strip()
+            or len(author) > 100
+            or not validation.is_printable(author)
+        ):
+            raise InvalidInput("author", "must be 1-100 printable characters naming who made it")
         now = self._clock()
         when = occurred_at or now
         if when.tzinfo is None:

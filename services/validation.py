@@ -120,3 +120,14 @@ def recipient(channel: ChannelType, value: str, default_region: str) -> str:
     if _CONTROL.search(value) or len(value) > 320:
         raise InvalidRecipient("recipient", "must be at most 320 printable characters")
     return value
+
+
+def recipient_index(channel: ChannelType, normalised: str) -> str:
+    """The blind index of an address already normalised for ``channel``.
+
+    Email addresses are compared without regard to case, as every provider treats them.
+    """
+    from models.crypto import keyring
+
+    key = normalised.lower() if channel is ChannelType.EMAIL else normalised
+    return keyring().blind_index(f"{channel.value}:{key}")

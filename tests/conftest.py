@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -22,11 +24,20 @@ from tests.fakes import FakeProvider
 from tests.smtp_fixtures import smtp_server  # noqa: F401 - a fixture
 from tests.stub_fixtures import stub_notify  # noqa: F401 - a fixture
 
+# Every process of a test run (pytest, its workers, its CLI calls) shares one key ring.
+TEST_KEYS = {
+    "test-2026a": base64.b64encode(bytes(range(32))).decode(),
+    "test-2026b": base64.b64encode(bytes(range(32, 64))).decode(),
+}
+os.environ.setdefault("INTERACTIONS_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
+os.environ.setdefault("INTERACTIONS_ENCRYPTION_ACTIVE_KEY", "test-2026a")
+os.environ.setdefault("INTERACTIONS_BLIND_INDEX_KEY", base64.b64encode(b"i" * 32).decode())
+
 PG_URL = os.environ.get(
     "INTERACTIONS_TEST_DATABASE_URL",
     "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_test",
 )
-TABLES = ("interaction_events", "interactions", "batches", "contacts")
+TABLES = ("interaction_events", "interactions", "batches", "contacts", "inbound_events")
 
 
 def recreate_database(url: str) -> None:

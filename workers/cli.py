@@ -121,6 +121,22 @@ def contact(customer_id: str, email: str | None, phone: str | None) -> None:
     click.echo(f"contact saved for {customer_id}")
 
 
+@main.command("sent-to")
+@click.argument("address")
+@click.option("--channel", type=CHANNELS, default="email", show_default=True)
+@click.option("--limit", default=50, show_default=True, type=int)
+def sent_to(address: str, channel: str, limit: int) -> None:
+    """Show everything sent to ADDRESS, found by its blind index without decrypting."""
+    try:
+        records = build_service().find_by_recipient(channel, address, limit)
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    if not records:
+        click.echo("nothing was sent to that address")
+        return
+    click.echo(display.timeline(records))
+
+
 @main.command()
 def demo() -> None:
     """Run the demonstration on the configured (or embedded) services."""
@@ -131,11 +147,12 @@ def demo() -> None:
 
 def _register() -> None:
     from workers.cli_batches import batch_status_command, reconcile_command, send_batch
+    from workers.cli_keys import keys
     from workers.doctor import doctor_command
     from workers.flower import flower_command
     from workers.metrics import metrics_command
 
-    for command in (send_batch, batch_status_command, reconcile_command):
+    for command in (send_batch, batch_status_command, reconcile_command, keys):
         main.add_command(command)
     for command in (doctor_command, flower_command, metrics_command):
         main.add_command(command)

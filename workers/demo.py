@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import signal
@@ -76,6 +77,12 @@ def _environment(settings: Settings) -> dict[str, str]:
         ),
         INTERACTIONS_WORKER_CONCURRENCY="8",
     )
+    if settings.encryption_keys:
+        keys = {k: v.get_secret_value() for k, v in settings.encryption_keys.items()}
+        env["INTERACTIONS_ENCRYPTION_KEYS"] = json.dumps(keys)
+        env["INTERACTIONS_ENCRYPTION_ACTIVE_KEY"] = settings.encryption_active_key or ""
+    if settings.blind_index_key:
+        env["INTERACTIONS_BLIND_INDEX_KEY"] = settings.blind_index_key.get_secret_value()
     if settings.database_url:
         env["INTERACTIONS_DATABASE_URL"] = settings.database_url
     if settings.broker_url:

@@ -17,6 +17,7 @@ from workers.doctor_checks import (
     Check,
     check_archive_storage,
     check_beat_schedule,
+    check_encryption_keys,
     check_flower,
     check_metrics,
     check_providers,
@@ -73,6 +74,7 @@ def check_broker(settings: Settings) -> Check:
 CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_database,
     lambda settings: [check_broker(settings)],
+    check_encryption_keys,
     check_providers,
     check_webhook_secrets,
     check_beat_schedule,

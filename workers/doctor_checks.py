@@ -196,3 +196,19 @@ def check_archive_storage(settings: Settings) -> list[Check]:
         message = f"{store.url} did not give back what was written to it."
         return [Check("archive storage", False, message)]
     return [Check("archive storage", True, f"{store.url} is writable")]
+
+
+def check_encryption_keys(settings: Settings) -> list[Check]:
+    """Whether the key ring that seals personal data loads, and from where."""
+    from models.crypto import load_keyring
+
+    try:
+        ring = load_keyring(settings)
+    except ValueError as exc:
+        return [Check("encryption keys", False, f"{exc}.")]
+    source = "settings" if settings.encryption_keys else f"{settings.var_dir}/keys.json"
+    return [
+        Check(
+            "encryption keys", True, f"{len(ring.keys)} key(s) from {source}, {ring.active} active"
+        )
+    ]

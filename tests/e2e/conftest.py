@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
 
 from config.settings import Settings
@@ -36,6 +37,17 @@ E2E_DB = _TEST_URL.set(database=f"{_TEST_URL.database}_e2e").render_as_string(Fa
 BROKER = os.environ.get("INTERACTIONS_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")
 API_KEY = "e2e-0a4f5e2c-6b1d-4d8e-9a57-3c2b1f0e9d84-7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"
 TEMPLATE_ID = "5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+
+
+def _reveal(value: object) -> object:
+    """Settings as the environment spells them: secrets in clear, for the child processes."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +77,13 @@ class Pipeline:
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("INTERACTIONS_")}
-        values = self.settings.model_dump(mode="json", exclude={"var_dir", "templates_dir"})
+        values = self.settings.model_dump(exclude={"var_dir", "templates_dir"})
         for name, value in values.items():
             if value is None:
                 continue
-            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            shown = _reveal(value)
+            text = json.dumps(shown) if isinstance(shown, dict | list) else str(shown)
             base[f"INTERACTIONS_{name.upper()}"] = text
-        base["INTERACTIONS_NOTIFY_API_KEY"] = API_KEY
         base["INTERACTIONS_VAR_DIR"] = str(self.log_dir / "var")
         return base
 

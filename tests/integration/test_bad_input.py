@@ -103,3 +103,12 @@ def test_bad_contact_addresses_write_nothing(service: CommunicationService, db: 
     with pytest.raises(InvalidInput, match="not a valid phone"):
         service.upsert_contact("C-1", None, "+1 000 000 0000")
     assert db.counts() == before
+
+
+def test_nul_characters_in_a_note_are_refused(service: CommunicationService, db: Database) -> None:
+    before = db.counts()
+    with pytest.raises(InvalidInput, match="NUL"):
+        service.add_note("C-1", "called\x00", "agent")
+    with pytest.raises(InvalidInput, match="printable"):
+        service.add_note("C-1", "called", "age\x00nt")
+    assert db.counts() == before

@@ -35,6 +35,9 @@ def _production(tmp_path: Path) -> dict[str, str]:
         "INTERACTIONS_WEBHOOK_NOTIFY_TOKEN_SHA256": json.dumps([token_sha256("t" * 32)]),
         "INTERACTIONS_METRICS_TOKEN_SHA256": json.dumps([token_sha256("m" * 32)]),
         "INTERACTIONS_FLOWER_BASIC_AUTH": '["ops:a-long-flower-password"]',
+        "INTERACTIONS_ENCRYPTION_KEYS": os.environ["INTERACTIONS_ENCRYPTION_KEYS"],
+        "INTERACTIONS_ENCRYPTION_ACTIVE_KEY": os.environ["INTERACTIONS_ENCRYPTION_ACTIVE_KEY"],
+        "INTERACTIONS_BLIND_INDEX_KEY": os.environ["INTERACTIONS_BLIND_INDEX_KEY"],
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         "INTERACTIONS_ARCHIVE_URL": str(tmp_path / "archive"),
     }

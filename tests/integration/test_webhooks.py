@@ -243,3 +243,11 @@ def test_health_and_unknown_routes(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": 200, "message": "ok"}
     assert client.get("/callbacks/notify").status_code == 405
     assert client.get("/nowhere").status_code == 404
+
+
+def test_control_characters_in_a_receipt_get_400(client: FlaskClient, db: Database) -> None:
+    body = b'{"id": "n-\\u0000", "reference": "r", "status": "delivered"}'
+    answer = client.post(NOTIFY, data=body, headers=bearer(TOKEN_A))
+    assert answer.status_code == 400
+    assert "control characters" in answer.get_json()["message"]
+    assert stored(db) == []

@@ -1,0 +1,111 @@
+"""Personal data at rest: sealed in the tables, found by blind index, rotated without loss."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from config.settings import Settings
+from models.base import utcnow
+from models.crypto import KeyRing, install_keyring, keyring
+from models.sealing import SEALED_COLUMNS
+from providers.registry import ProviderRegistry
+from services import inbox
+from services.callbacks import parse_notify
+from services.communication import CommunicationService
+from services.keys import keys_in_use, rotate
+from tests.conftest import Database
+from tests.factories import send_email
+from tests.fakes import FakeProvider
+from tests.webhook_fixtures import notify_receipt
+
+CANARY_ADDRESS = "canary.7f3a@example.org"
+CANARY_TEXT = "CANARY-BODY-91x"
+
+
+@pytest.fixture
+def restore_ring() -> Iterator[None]:
+    yield
+    install_keyring(None)
+
+
+def _fill(service: CommunicationService, db: Database) -> None:
+    service.upsert_contact("C-9", CANARY_ADDRESS, "+1 613 555 0199")
+    send_email(service, customer_id="C-9", recipient=None, payload={"note": CANARY_TEXT})
+    service.add_note("C-9", f"Called: {CANARY_TEXT}", "agent")
+    body = notify_receipt("N-1", "00000000-0000-0000-0000-000000000000", to=CANARY_ADDRESS)
+    inbox.store(db.sessions, "notify", parse_notify(body), body, utcnow())
+
+
+def _raw_values(db: Database) -> list[str]:
+    with db.sessions() as session:
+        values = []
+        for spec in SEALED_COLUMNS:
+            rows = session.execute(
+                sa.text(f"SELECT CAST({spec.column} AS TEXT) FROM {spec.table}")
+            ).scalars()
+            values.extend(v for v in rows if v is not None)
+        return values
+
+
+def test_personal_data_is_sealed_in_every_table_and_reads_back(
+    service: CommunicationService, db: Database
+) -> None:
+    _fill(service, db)
+    raw = "\n".join(_raw_values(db))
+    assert CANARY_ADDRESS not in raw and CANARY_TEXT not in raw and "6135550199" not in raw
+    assert raw.count("v1:test-2026a:") >= 6
+    timeline = service.get_history("C-9", 10).items
+    assert {r.recipient for r in timeline if r.channel.value == "email"} == {CANARY_ADDRESS}
+    assert any(CANARY_TEXT in (r.body_content or "") for r in timeline)
+
+
+def test_everything_sent_to_an_address_is_found_without_decrypting(
+    service: CommunicationService, db: Database
+) -> None:
+    send_email(service, customer_id="C-1", recipient="Ada@Example.org")
+    send_email(service, customer_id="C-2", recipient="ada@example.ORG")
+    send_email(service, customer_id="C-3", recipient="grace@example.org")
+    service.dispatch("C-4", "sms", "reminder", {}, "sms-1", "613-555-0101")
+    found = service.find_by_recipient("email", "ADA@example.org")
+    assert sorted(r.customer_id for r in found) == ["C-1", "C-2"]
+    assert [r.customer_id for r in service.find_by_recipient("sms", "+1 (613) 555-0101")] == ["C-4"]
+    assert service.find_by_recipient("email", "nobody@example.org") == []
+
+
+def test_rotation_reseals_everything_and_the_old_key_can_go(
+    committed_pg: Database, test_settings: Settings, restore_ring: None
+) -> None:
+    db = committed_pg
+    service = CommunicationService(
+        db.sessions, ProviderRegistry.single(FakeProvider()), test_settings
+    )
+    _fill(service, db)
+    old = keyring()
+    new_key = base64.b64decode(base64.b64encode(bytes(range(64, 96))))
+    both = KeyRing({**old.keys, "test-2027": new_key}, "test-2027", old.index_key)
+    install_keyring(both)
+    with db.sessions() as session:
+        engine = session.get_bind()
+    interrupted = {"calls": 0}
+
+    def crash_after_two(_: int) -> None:
+        interrupted["calls"] += 1
+        if interrupted["calls"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotate(engine, both, crash_after_two, batch=1)  # type: ignore[arg-type]
+
+    assert set(keys_in_use(engine)) == {"test-2026a", "test-2027"}, "half done after the crash"
+    rotate(engine, both)  # type: ignore[arg-type]
+    assert set(keys_in_use(engine)) == {"test-2027"}
+
+    install_keyring(KeyRing({"test-2027": new_key}, "test-2027", old.index_key))
+    timeline = service.get_history("C-9", 10).items
+    assert {r.recipient for r in timeline if r.channel.value == "email"} == {CANARY_ADDRESS}
+    assert any(CANARY_TEXT in (r.body_content or "") for r in timeline)
+    assert service.find_by_recipient("email", CANARY_ADDRESS)
