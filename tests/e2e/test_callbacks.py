@@ -33,12 +33,18 @@ def test_delivered_and_opened_arrive_duplicated_and_shuffled_and_end_opened(
     pipeline.start_worker()
     pipeline.send_batch("callbacks", 40)
     wait_until(lambda: pipeline.statuses("callbacks") == {"opened": 40}, 60, "40 OPENED")
-    with pipeline.sessions() as session:
-        inbox = session.execute(
-            sa.select(InboundEvent.state, sa.func.count()).group_by(InboundEvent.state)
-        ).all()
-    # Two statuses per interaction, each posted twice: stored once each, all applied.
-    assert {state.value: n for state, n in inbox} == {"applied": 80}
+
+    def inbox() -> dict[str, int]:
+        with pipeline.sessions() as session:
+            rows = session.execute(
+                sa.select(InboundEvent.state, sa.func.count()).group_by(InboundEvent.state)
+            ).all()
+        return {state.value: n for state, n in rows}
+
+    # Two statuses per interaction, each posted twice: stored once each, all applied (a late
+    # "delivered" after "opened" is applied as a stale event, changing nothing).
+    wait_until(lambda: inbox() == {"applied": 80}, 60, "80 inbox rows applied")
+    assert pipeline.statuses("callbacks") == {"opened": 40}
 
 
 def _pg(action: str) -> None:
