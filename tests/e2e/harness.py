@@ -16,6 +16,17 @@ from workers.processes import webhooks_command, worker_command
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM, and SIGKILL if the process is still there after 20 seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 class Worker:
     """One ``celery -A workers.app worker`` process with its own log file."""
 
@@ -49,13 +60,7 @@ class Worker:
 
     def stop(self) -> None:
         """Warm shutdown, then SIGKILL if it does not go."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
 
 
@@ -94,13 +99,7 @@ class WebhookServer:
 
     def stop(self) -> None:
         """Graceful stop, then SIGKILL."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
 
 
