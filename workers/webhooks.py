@@ -8,6 +8,7 @@ stored, so the provider tries again; never a 200 for a dropped event, never a st
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -90,9 +91,17 @@ def create_app(
     settings = settings or get_settings()
     queue = status_queue or CeleryStatusQueue()
     resolved = settings
+    # One session factory per process, built on first use (after gunicorn forks its workers).
+    built: dict[int, SessionFactory] = {}
 
     def open_sessions() -> SessionFactory:
-        return sessions or session_factory(get_engine(resolved))
+        if sessions is not None:
+            return sessions
+        pid = os.getpid()
+        if pid not in built:
+            built.clear()
+            built[pid] = session_factory(get_engine(resolved))
+        return built[pid]
 
     notify = BearerVerifier(tuple(settings.webhook_notify_token_sha256))
     signed = StandardWebhooksVerifier(
