@@ -7,7 +7,6 @@ OPENED are enqueued again, and the claim protocol absorbs any that are still in 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -273,8 +272,3 @@ class BatchProducer:
                     updated_at=utcnow(),
                 )
             )
-
-
-def read_csv_text(text: str, key_column: str | None = None) -> Iterator[RecipientRow | Rejection]:
-    """``read_csv`` over a string, for callers that hold the CSV in memory already."""
-    return read_csv(io.BytesIO(text.encode()), key_column)
