@@ -4,11 +4,13 @@
     .venv/bin/python -m bench.webhooks --settings 2x4 --requests 5000
 
 Every request is a distinct delivery receipt carrying the bearer token the app trusts, so each
-one is verified, parsed, committed as an inbox row and enqueued as a task on Redis: the real
-path, with no Celery worker running. The bare figure is the same gunicorn settings and the same
-load on a Flask route that does nothing (bench.bare_app), so the ratio is what the webhook
-itself costs. The load comes from keep-alive connections in separate processes, so no client
-GIL caps the figure; those processes still share the machine's cores with the server.
+one is verified, parsed, committed as an inbox row and covered by a queued drain (a Redis SET
+NX, and a drain message on Redis when none is waiting): the real path, with no Celery worker
+running, so one drain message stays queued for the whole run. The bare figure is the same
+gunicorn settings and the same load on a Flask route that does nothing (bench.bare_app), so
+the ratio is what the webhook itself costs. The load comes from keep-alive connections in
+separate processes, so no client GIL caps the figure; those processes still share the
+machine's cores with the server.
 """
 
 from __future__ import annotations
@@ -455,7 +457,7 @@ class Store:
             return int(connection.scalar(sa.text("SELECT count(*) FROM inbound_events")) or 0)
 
     def queued(self) -> int:
-        """Tasks waiting on the status queue."""
+        """Messages waiting on the status queue (drains)."""
         return int(self.redis.llen("status"))
 
     def close(self) -> None:
@@ -566,7 +568,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
         "non-2xx or no answer": f"{real.not_2xx}  {real.problems() or ''}".rstrip(),
         "rows stored / 202 answers": f"{best.stored:,} / {sent:,}"
         + ("  (equal)" if best.stored == sent else "  (MISMATCH)"),
-        "tasks queued on Redis": f"{best.queued:,}",
+        "drain messages queued": f"{best.queued:,}",
         "bare route requests/s": f"{best.bare.rate:,.0f}",
         "callbacks / bare route": f"{best.ratio:.2f}",
         "CPU per callback": best.real.cpu.per_request_us(best.real.answered),

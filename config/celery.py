@@ -18,6 +18,7 @@ QUEUES = (DISPATCH_QUEUE, STATUS_QUEUE, MAINTENANCE_QUEUE)
 ROUTES = {
     "tasks.dispatch": {"queue": DISPATCH_QUEUE},
     "tasks.apply_status_event": {"queue": STATUS_QUEUE},
+    "tasks.drain_inbox": {"queue": STATUS_QUEUE},
     "tasks.reconcile_claims": {"queue": MAINTENANCE_QUEUE},
     "tasks.poll_unfinished": {"queue": MAINTENANCE_QUEUE},
     "tasks.archive_expired": {"queue": MAINTENANCE_QUEUE},
@@ -69,6 +70,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "timezone": "UTC",
         "beat_schedule": {
+            # Callbacks wake the drain themselves; this catches a wake whose message was lost.
+            "drain-inbox": {
+                "task": "tasks.drain_inbox",
+                "schedule": timedelta(seconds=30),
+                "options": {"queue": STATUS_QUEUE, "expires": 25},
+            },
             "reconcile-claims": {
                 "task": "tasks.reconcile_claims",
                 "schedule": timedelta(minutes=1),

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     webhook_timestamp_tolerance_seconds: int = Field(default=300, ge=1)
     # How long an event for an unknown interaction is retried before it waits as an orphan.
     status_retry_window_seconds: int = Field(default=300, ge=0)
+    # Callbacks one drain applies before it queues the next one.
+    inbox_drain_batch_size: int = Field(default=200, ge=1, le=10_000)
     poll_after_hours: float = Field(default=6.0, gt=0)
     unknown_after_hours: float = Field(default=72.0, gt=0)
 

@@ -17,11 +17,15 @@ from config.settings import Settings, get_settings
 SessionFactory = Callable[[], Session]
 
 _lock = threading.Lock()
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, bool], Engine] = {}
 
 
-def build_engine(url: str, settings: Settings | None = None) -> Engine:
-    """A new engine for ``url``, tuned for the dialect it names."""
+def build_engine(url: str, settings: Settings | None = None, autocommit: bool = False) -> Engine:
+    """A new engine for ``url``, tuned for the dialect it names.
+
+    ``autocommit`` (PostgreSQL): every statement commits on its own, for callers that write
+    with single statements and want no COMMIT round trip.
+    """
     settings = settings or get_settings()
     # No pre-ping: it costs a round trip per checkout. A connection found dead fails its
     # statement, the pool is invalidated, and the caller retries (tasks do so by design).
@@ -42,6 +46,8 @@ def build_engine(url: str, settings: Settings | None = None) -> Engine:
     if url.startswith("postgresql") and settings.database_statement_timeout_ms:
         timeout = settings.database_statement_timeout_ms
         options["connect_args"] = {"options": f"-c statement_timeout={timeout}"}
+    if autocommit and url.startswith("postgresql"):
+        options["isolation_level"] = "AUTOCOMMIT"
     return sa.create_engine(url, **options)
 
 
@@ -65,15 +71,15 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
+def get_engine(settings: Settings | None = None, autocommit: bool = False) -> Engine:
     """This process's engine for the configured database, built on first use."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
-    key = (os.getpid(), url)
+    key = (os.getpid(), url, autocommit)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = build_engine(url, settings)
+            engine = build_engine(url, settings, autocommit)
             _engines[key] = engine
         return engine
 

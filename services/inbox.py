@@ -8,12 +8,14 @@ interaction is not known yet waits as an orphan until reconciliation matches it.
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from models.inbound import InboundEvent, InboundState
 from models.session import SessionFactory
@@ -43,35 +45,52 @@ class Stored:
         return self.receipt is not Receipt.ALREADY_SETTLED
 
 
-def _insert(session: Session) -> object:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(InboundEvent)
+_TABLE: sa.Table = InboundEvent.__table__  # type: ignore[assignment]
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    """The inbox insert, built once per dialect: the webhook runs it for every callback."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_TABLE)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(_TABLE.c.id)
+    )
+
+
+@functools.cache
+def _existing_statement() -> sa.Select[tuple[int, InboundState]]:
+    return sa.select(_TABLE.c.id, _TABLE.c.state).where(
+        _TABLE.c.provider == sa.bindparam("provider"),
+        _TABLE.c.event_id == sa.bindparam("event_id"),
+    )
 
 
 def store(
     sessions: SessionFactory, provider: str, parsed: ParsedCallback, body: bytes, now: datetime
 ) -> Stored:
-    """Commit the raw callback, once per (provider, event id)."""
+    """Commit the raw callback, once per (provider, event id).
+
+    Core statements on the session's connection, not the ORM: this is the webhook's whole
+    database cost, paid once per callback.
+    """
+    row = {
+        "provider": provider,
+        "event_id": parsed.event_id,
+        "body": body.decode("utf-8"),
+        "state": InboundState.RECEIVED,
+        "attempts": 0,
+        "received_at": now,
+    }
     with sessions() as session, session.begin():
-        inserted = session.execute(
-            _insert(session)  # type: ignore[attr-defined]
-            .values(
-                provider=provider,
-                event_id=parsed.event_id,
-                body=body.decode("utf-8"),
-                state=InboundState.RECEIVED,
-                attempts=0,
-                received_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(InboundEvent.id)
-        ).scalar_one_or_none()
+        connection = session.connection()
+        statement = _insert_statement(connection.dialect.name)
+        inserted = connection.execute(statement, row).scalar_one_or_none()
         if inserted is not None:
             return Stored(inserted, Receipt.NEW)
-        existing = session.execute(
-            sa.select(InboundEvent.id, InboundEvent.state).where(
-                InboundEvent.provider == provider, InboundEvent.event_id == parsed.event_id
-            )
+        existing = connection.execute(
+            _existing_statement(), {"provider": provider, "event_id": parsed.event_id}
         ).one()
     settled = existing.state in (InboundState.APPLIED, InboundState.REJECTED)
     return Stored(existing.id, Receipt.ALREADY_SETTLED if settled else Receipt.UNSETTLED)
@@ -83,37 +102,119 @@ def apply(sessions: SessionFactory, inbound_id: int, final: bool, now: datetime)
         row = session.get(InboundEvent, inbound_id)
         if row is None or row.state in (InboundState.APPLIED, InboundState.REJECTED):
             return Outcome.DUPLICATE
-        provider, event_id, body = row.provider, row.event_id, row.body.encode()
-    try:
-        parsed = parse(provider, body, event_id)
-    except MalformedCallback:
-        _settle(sessions, inbound_id, InboundState.REJECTED, "malformed", now)
-        return Outcome.STALE
-    event = replace(parsed.event, keep_orphan=final)
-    update = status_events.apply(sessions, event, now)
-    if update.outcome is Outcome.UNKNOWN_REFERENCE:
-        state = InboundState.ORPHAN if final else InboundState.RECEIVED
-    else:
-        state = InboundState.APPLIED
-    _settle(sessions, inbound_id, state, update.outcome.value, now)
-    return update.outcome
-
-
-def _settle(
-    sessions: SessionFactory, inbound_id: int, state: InboundState, outcome: str, now: datetime
-) -> None:
-    settled_at = now if state in (InboundState.APPLIED, InboundState.REJECTED) else None
+        provider, event_id, body = row.provider, row.event_id, row.body
+    outcome, state = _apply_body(sessions, provider, event_id, body, final, now)
     with sessions() as session, session.begin():
-        session.execute(
-            sa.update(InboundEvent)
-            .where(InboundEvent.id == inbound_id)
-            .values(
-                state=state,
-                outcome=outcome,
-                attempts=InboundEvent.attempts + 1,
-                settled_at=settled_at,
-            )
+        session.execute(_settle_statement(inbound_id, state, outcome, now))
+    return outcome
+
+
+def _apply_body(
+    sessions: SessionFactory, provider: str, event_id: str, body: str, final: bool, now: datetime
+) -> tuple[Outcome, InboundState]:
+    """Apply one stored body to its interaction: the outcome, and the inbox row's next state."""
+    try:
+        parsed = parse(provider, body.encode(), event_id)
+    except MalformedCallback:
+        return Outcome.STALE, InboundState.REJECTED
+    update = status_events.apply(sessions, replace(parsed.event, keep_orphan=final), now)
+    if update.outcome is not Outcome.UNKNOWN_REFERENCE:
+        return update.outcome, InboundState.APPLIED
+    return update.outcome, InboundState.ORPHAN if final else InboundState.RECEIVED
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What one drain did: the callbacks it took, and those handed on to be retried alone."""
+
+    taken: tuple[int, ...]
+    handed_on: tuple[int, ...]
+
+    @property
+    def applied(self) -> int:
+        """Callbacks settled by this drain."""
+        return len(self.taken) - len(self.handed_on)
+
+
+def drain(
+    sessions: SessionFactory,
+    limit: int,
+    more: Callable[[], None],
+    retry_alone: Callable[[int], None],
+    now: Callable[[], datetime],
+) -> Drained:
+    """Apply up to ``limit`` untried callbacks, oldest first; ``more()`` when the batch was full.
+
+    On PostgreSQL the batch is locked (``FOR UPDATE SKIP LOCKED``, so two drains never take one
+    row) and settled in the transaction that holds it: a drain that dies leaves its rows as
+    they were, for the next one, and applying an event twice records it once. A callback whose
+    interaction is not known yet is handed to ``retry_alone`` once the batch is committed,
+    which retries it with backoff and in the end keeps it as an orphan.
+    """
+    fresh = (
+        sa.select(_TABLE.c.id, _TABLE.c.provider, _TABLE.c.event_id, _TABLE.c.body)
+        .where(_TABLE.c.state == InboundState.RECEIVED, _TABLE.c.attempts == 0)
+        .order_by(_TABLE.c.received_at, _TABLE.c.id)
+        .limit(limit)
+    )
+    handed_on: list[int] = []
+    with sessions() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            # SQLite (the embedded default) has no row locks and one writer at a time: the
+            # batch is read, then each callback applied and settled on its own.
+            batch = session.execute(fresh).all()
+            session.close()
+            return _drain_unlocked(sessions, batch, limit, more, retry_alone, now)
+        with session.begin():
+            batch = session.execute(fresh.with_for_update(skip_locked=True)).all()
+            if len(batch) == limit:
+                more()  # others may be waiting: another worker thread drains them meanwhile
+            for row in batch:
+                outcome, state = _apply_body(
+                    sessions, row.provider, row.event_id, row.body, False, now()
+                )
+                session.execute(_settle_statement(row.id, state, outcome, now()))
+                if outcome is Outcome.UNKNOWN_REFERENCE:
+                    handed_on.append(row.id)
+    for inbound_id in handed_on:
+        retry_alone(inbound_id)
+    return Drained(tuple(row.id for row in batch), tuple(handed_on))
+
+
+def _drain_unlocked(
+    sessions: SessionFactory,
+    batch: Sequence[Any],
+    limit: int,
+    more: Callable[[], None],
+    retry_alone: Callable[[int], None],
+    now: Callable[[], datetime],
+) -> Drained:
+    if len(batch) == limit:
+        more()
+    handed_on: list[int] = []
+    for row in batch:
+        if apply(sessions, row.id, final=False, now=now()) is Outcome.UNKNOWN_REFERENCE:
+            handed_on.append(row.id)
+            retry_alone(row.id)
+    return Drained(tuple(row.id for row in batch), tuple(handed_on))
+
+
+def _settle_statement(
+    inbound_id: int, state: InboundState, outcome: Outcome, now: datetime
+) -> sa.Update:
+    """Record an attempt at the inbox row: its state and outcome, and when it settled."""
+    label = "malformed" if state is InboundState.REJECTED else outcome.value
+    settled_at = now if state in (InboundState.APPLIED, InboundState.REJECTED) else None
+    return (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id == inbound_id)
+        .values(
+            state=state,
+            outcome=label,
+            attempts=InboundEvent.attempts + 1,
+            settled_at=settled_at,
         )
+    )
 
 
 def unsettled(

@@ -1,10 +1,15 @@
-"""``tasks.apply_status_event``: apply one stored provider callback to its interaction."""
+"""Applying stored provider callbacks: ``tasks.drain_inbox`` in batches, and one at a time.
+
+The webhook wakes the drain (tasks.inbox_wake); beat runs it too. A callback whose interaction
+is not known yet (it beat the SENT commit) leaves the drain for ``tasks.apply_status_event``,
+which retries it with backoff and then keeps it as an orphan for reconciliation.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from celery import Task
+from celery import Celery, Task
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import get_settings
@@ -13,10 +18,19 @@ from models.session import get_engine, session_factory
 from services import inbox
 from services.transitions import Outcome
 from tasks.base import backoff, project_task
+from tasks.inbox_wake import InboxWake
 
 log = logging.getLogger(__name__)
 BASE_DELAY = 5.0
 MAX_DELAY = 60.0
+_wakes: dict[int, InboxWake] = {}
+
+
+def _wake(app: Celery) -> InboxWake:
+    wake = _wakes.get(id(app))
+    if wake is None:
+        wake = _wakes.setdefault(id(app), InboxWake(app))
+    return wake
 
 
 def _retries_for(window: float) -> int:
@@ -47,3 +61,27 @@ def apply_status_event(self: Task, *, event_id: int) -> None:
             countdown=backoff(self.request.retries, BASE_DELAY, MAX_DELAY), max_retries=None
         )
     log.info("status event %s: %s", event_id, outcome.value)
+
+
+@project_task("tasks.drain_inbox")
+def drain_inbox(self: Task) -> None:
+    """Apply a batch of callbacks nobody has tried yet; a full batch queues the next drain."""
+    settings = get_settings()
+    wake = _wake(self.app)
+    wake.started()
+    try:
+        drained = inbox.drain(
+            session_factory(get_engine(settings)),
+            settings.inbox_drain_batch_size,
+            more=wake.wake,
+            retry_alone=lambda inbound_id: apply_status_event.apply_async(
+                kwargs={"event_id": inbound_id}, countdown=backoff(0, BASE_DELAY, MAX_DELAY)
+            ),
+            now=utcnow,
+        )
+    except DBAPIError:
+        # The batch rolled back and waits as it was; beat drains every 30 s besides.
+        raise self.retry(
+            countdown=backoff(self.request.retries, BASE_DELAY, MAX_DELAY), max_retries=3
+        ) from None
+    log.info("inbox drained: %d applied, %d to retry", drained.applied, len(drained.handed_on))

@@ -30,11 +30,11 @@ from services.batches import BatchProducer, read_csv
 from services.communication import CommunicationService
 from services.reconciliation import Reconciler
 from services.signatures import token_sha256
+from tasks.inbox_wake import InboxWake
 from tasks.publisher import CeleryPublisher
 from workers import display
 from workers.app import create_app
 from workers.processes import worker_command
-from workers.webhooks import CeleryStatusQueue
 from workers.webhooks import create_app as create_webhook_app
 
 RECIPIENTS = 1000
@@ -278,7 +278,7 @@ class WebhookThread:
     """The webhook app served from a thread of the demo, as gunicorn serves it in production."""
 
     def __init__(self, settings: Settings) -> None:
-        app = create_webhook_app(settings, CeleryStatusQueue(create_app(settings)))
+        app = create_webhook_app(settings, InboxWake(create_app(settings)))
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
