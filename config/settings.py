@@ -6,10 +6,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["log", "notify", "smtp"]
+ConsoleRole = Literal["viewer", "resender"]
+
+
+class ConsoleUser(BaseModel):
+    """One member of staff allowed into the support console without an identity provider."""
+
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    # A werkzeug.security hash (scrypt by default): `interactions console add-user` makes one.
+    password_hash: SecretStr
+    roles: list[ConsoleRole] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -112,6 +122,15 @@ class Settings(BaseSettings):
     flower_port: int = Field(default=5555, ge=1, le=65535)
     # Tasks Flower keeps in memory; its default (100,000) costs hundreds of MiB in bulk sends.
     flower_max_tasks: int = Field(default=10_000, ge=100)
+
+    # The support console (workers.console): staff sign in from this list, as JSON.
+    console_users: list[ConsoleUser] = Field(default_factory=list)
+    # Signs the session cookie; the console refuses to start in production without one.
+    console_secret_key: SecretStr | None = None
+    # Whether the session cookie is sent over HTTPS only; unset means in production only.
+    console_cookie_secure: bool | None = None
+    console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
+    console_page_size: int = Field(default=20, ge=1, le=200)
 
     @property
     def resolved_log_format(self) -> Literal["json", "text"]:
