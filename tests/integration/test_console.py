@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -264,3 +265,31 @@ def test_pages_are_not_cached_and_carry_a_strict_policy(app: Flask) -> None:
     assert "default-src 'self'" in answer.headers["Content-Security-Policy"]
     assert client.get("/static/console/console.css").status_code == 200
     assert SECRET not in answer.get_data(as_text=True)
+
+
+def test_add_user_prints_an_entry_the_console_signs_in_with(
+    pg_db: Database, test_settings: Settings
+) -> None:
+    from click.testing import CliRunner
+
+    from config.settings import ConsoleUser
+    from workers.cli import main
+
+    runner = CliRunner()
+    made = runner.invoke(
+        main, ["console", "add-user", "a.agent", "--role", "resender", "--password", "x" * 14]
+    )
+    assert made.exit_code == 0, made.output
+    entry = json.loads(made.output)
+    assert entry["roles"] == ["resender"] and entry["password_hash"].startswith("scrypt:")
+    assert "x" * 14 not in made.output
+    user = ConsoleUser.model_validate(entry)
+    app = create_app(
+        console_settings(test_settings, console_users=[user]),
+        sessions=pg_db.sessions,
+        publisher=CapturedQueue(),
+    )
+    client, _ = sign_in(app, "a.agent", "x" * 14)
+    assert "(resender)" in client.get("/").get_data(as_text=True)
+    short = runner.invoke(main, ["console", "add-user", "b", "--role", "viewer", "--password", "s"])
+    assert short.exit_code == 2 and "12 characters or more" in short.output
