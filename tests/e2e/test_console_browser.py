@@ -179,3 +179,9 @@ def test_a_viewer_adds_a_note_by_keyboard_and_is_not_offered_a_resend(
     expect(page.locator(".history")).to_contain_text("attempt started")
     expect(page.get_by_role("button", name=re.compile("resend|Send again"))).to_have_count(0)
     page.screenshot(path=artifacts / "viewer.png", full_page=True)
+
+    # 200% zoom of a 1280-pixel window: the page reflows, nothing scrolls sideways.
+    page.set_viewport_size({"width": 640, "height": 900})
+    page.goto(f"{console.url}/customers/{CUSTOMER}")
+    page.screenshot(path=artifacts / "viewer-200-percent.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
