@@ -22,6 +22,10 @@ class ConsoleUser(BaseModel):
     roles: list[ConsoleRole] = Field(min_length=1)
 
 
+def _same_role_names() -> dict[str, ConsoleRole]:
+    return {"viewer": "viewer", "resender": "resender"}
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
@@ -131,6 +135,15 @@ class Settings(BaseSettings):
     console_cookie_secure: bool | None = None
     console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
     console_page_size: int = Field(default=20, ge=1, le=200)
+    # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: SecretStr | None = None
+    # Where the provider sends staff back; derived from the request when unset.
+    console_oidc_redirect_url: str | None = None
+    # The id_token claim listing the user's roles, and which of them grant which console role.
+    console_oidc_roles_claim: str = "roles"
+    console_oidc_role_map: dict[str, ConsoleRole] = Field(default_factory=_same_role_names)
 
     @property
     def resolved_log_format(self) -> Literal["json", "text"]:
@@ -176,6 +189,11 @@ class Settings(BaseSettings):
         ):
             raise ValueError("provider timeouts must fit within task_time_limit_seconds")
         return self
+
+    @property
+    def console_oidc_enabled(self) -> bool:
+        """Whether staff sign in to the console through an OpenID Connect provider."""
+        return bool(self.console_oidc_issuer and self.console_oidc_client_id)
 
     @property
     def embedded(self) -> bool:

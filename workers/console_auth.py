@@ -20,13 +20,14 @@ from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from services.staff import LocalDirectory, Permission, StaffUser, same_token
+from workers.console_oidc import OidcClient, OidcError
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # Reachable signed out: the sign-in page, the health check and the stylesheet.
-OPEN_ENDPOINTS = frozenset({"login", "sign_in", "healthz", "static"})
+OPEN_ENDPOINTS = frozenset({"login", "sign_in", "oidc_start", "oidc_callback", "healthz", "static"})
 
 
 class ConsoleMisconfigured(RuntimeError):
@@ -43,10 +44,10 @@ def configure_session(app: Flask, settings: Settings) -> None:
     key = settings.console_secret_key.get_secret_value()
     if len(key) < 32:
         raise ConsoleMisconfigured("INTERACTIONS_CONSOLE_SECRET_KEY must be 32 characters or more")
-    if not settings.console_users:
+    if not settings.console_users and not settings.console_oidc_enabled:
         raise ConsoleMisconfigured(
-            "INTERACTIONS_CONSOLE_USERS is empty, so no one could sign in: "
-            "`interactions console add-user NAME --role viewer` makes an entry"
+            "INTERACTIONS_CONSOLE_USERS is empty and no OIDC provider is configured, so no one "
+            "could sign in: `interactions console add-user NAME --role viewer` makes an entry"
         )
     secure = settings.console_cookie_secure
     if secure is None:
@@ -115,11 +116,20 @@ def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> N
 
     @app.context_processor
     def template_values() -> dict[str, object]:
-        return {"csrf_token": csrf_token, "user": g.get("user"), "Permission": Permission}
+        return {
+            "csrf_token": csrf_token,
+            "user": g.get("user"),
+            "Permission": Permission,
+            "oidc_enabled": settings.console_oidc_enabled,
+            "local_users": bool(settings.console_users),
+        }
 
     @app.get("/login")
     def login() -> str:
         return render_template("console/login.html")
+
+    if settings.console_oidc_enabled:
+        install_oidc(app, OidcClient(settings), settings)
 
     @app.post("/login")
     def sign_in() -> Response | tuple[str, int]:
@@ -130,16 +140,53 @@ def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> N
             log.warning("console sign-in refused")
             page = render_template("console/login.html", error="Wrong user name or password.")
             return page, 401
-        session.clear()
-        session.permanent = True
-        session.update(user=user.username, since=datetime.now(UTC).isoformat())
-        csrf_token()
+        start_session(user, local=True)
         return redirect(url_for("home"), 303)
 
     @app.post("/logout")
     def logout() -> Response:
         session.clear()
         return redirect(url_for("login"), 303)
+
+
+def start_session(user: StaffUser, local: bool) -> None:
+    """A fresh session for ``user``; a provider's roles are kept in it, signed."""
+    session.clear()
+    session.permanent = True
+    session.update(user=user.username, since=datetime.now(UTC).isoformat())
+    if not local:
+        session["roles"] = list(user.roles)
+    csrf_token()
+
+
+def install_oidc(app: Flask, client: OidcClient, settings: Settings) -> None:
+    """Sign-in through the configured OpenID Connect provider."""
+
+    def redirect_uri() -> str:
+        return settings.console_oidc_redirect_url or url_for("oidc_callback", _external=True)
+
+    @app.get("/login/oidc")
+    def oidc_start() -> Response:
+        try:
+            target, pending = client.start(redirect_uri())
+        except OidcError as exc:
+            abort(503, str(exc))
+        session["oidc"] = pending
+        return redirect(target, 303)
+
+    @app.get("/login/oidc/callback")
+    def oidc_callback() -> Response | tuple[str, int]:
+        pending = session.pop("oidc", None) or {}
+        try:
+            user = client.finish(pending, redirect_uri(), request.args)
+        except OidcError as exc:
+            log.warning("console sign-in through the provider refused: %s", exc)
+            return render_template("console/login.html", error=str(exc)), 401
+        if not user.roles:
+            log.warning("console sign-in refused: the provider granted no console role")
+            abort(403)
+        start_session(user, local=False)
+        return redirect(url_for("home"), 303)
 
 
 def _signed_in(directory: LocalDirectory, longest: timedelta) -> StaffUser | None:
@@ -152,4 +199,7 @@ def _signed_in(directory: LocalDirectory, longest: timedelta) -> StaffUser | Non
         return None
     if datetime.now(UTC) - started > longest:
         return None
+    roles = session.get("roles")
+    if isinstance(roles, list):
+        return StaffUser(name, tuple(str(role) for role in roles))
     return directory.lookup(name)
