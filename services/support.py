@@ -46,6 +46,14 @@ class ResendRefused(Exception):
     """The resend is not allowed as asked; the message says why and is safe to show."""
 
 
+class NotQueued(Exception):
+    """The resend is recorded in the history, but the broker did not take the dispatch task."""
+
+    def __init__(self, idempotency_key: str) -> None:
+        super().__init__(f"{idempotency_key}: recorded but not queued")
+        self.idempotency_key = idempotency_key
+
+
 class ResendKind(enum.StrEnum):
     """A new attempt on the failed interaction, or a new interaction beside a sent one."""
 
@@ -187,7 +195,10 @@ class SupportService:
                 recipient=None,
                 batch_id=row.batch_id if kind is ResendKind.RETRY else None,
             )
-        self._publisher.publish([message])
+        try:
+            self._publisher.publish([message])
+        except Exception as exc:  # the broker's own errors vary by transport
+            raise NotQueued(key) from exc
         return ResendResult(kind, key, updated)
 
     def _plan(

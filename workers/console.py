@@ -26,21 +26,28 @@ from services.batches import DispatchMessage, Publisher
 from services.communication import CommunicationService
 from services.errors import InvalidInput
 from services.staff import LocalDirectory, Permission
-from services.support import NotFound, ResendKind, ResendRefused, SupportService, resend_of
+from services.support import (
+    NotFound,
+    NotQueued,
+    ResendKind,
+    ResendRefused,
+    SupportService,
+    resend_of,
+)
 from workers.console_auth import current_user, install_auth, requires
 
 log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
 
 
-class CeleryPublisher:
+class DispatchQueue:
     """Publishes dispatch tasks on the configured Celery app, imported on first use."""
 
     def publish(self, messages: Sequence[DispatchMessage]) -> None:
-        from tasks.publisher import CeleryPublisher as BulkPublisher
+        from tasks.publisher import CeleryPublisher
         from workers.app import app
 
-        BulkPublisher(app).publish(messages)
+        CeleryPublisher(app).publish(messages)
 
 
 def create_app(
@@ -51,7 +58,7 @@ def create_app(
     """The console WSGI app; each gunicorn worker builds its own engine on first request."""
     resolved = settings or get_settings()
     built: dict[int, tuple[CommunicationService, SupportService]] = {}
-    queue = publisher or CeleryPublisher()
+    queue = publisher or DispatchQueue()
 
     def services() -> tuple[CommunicationService, SupportService]:
         pid = os.getpid()
@@ -227,8 +234,13 @@ def _interaction_routes(app: Flask, services: Services) -> None:
             abort(404)
         except (InvalidInput, ResendRefused) as exc:
             return interaction_page(customer_id, interaction_uuid, exc, form, 400)
-        except Exception as exc:  # the broker's own errors vary by transport
-            log.error("resend recorded but not queued: %s", type(exc).__name__)
+        except NotQueued as exc:
+            cause = type(exc.__cause__).__name__
+            log.error(
+                "resend recorded but not queued: %s",
+                cause,
+                extra={"idempotency_key": exc.idempotency_key},
+            )
             error = RuntimeError("The resend was recorded but could not be queued. Try again.")
             return interaction_page(customer_id, interaction_uuid, error, form, 503)
         if result.kind is ResendKind.RETRY:
