@@ -1,5 +1,5 @@
 # The one image every application service of docker-compose.yml runs: migrate, worker, beat,
-# webhooks, flower and the stub provider. Build: docker build -t interaction-service .
+# webhooks, console, flower and the stub provider. Build: docker build -t interaction-service .
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -25,6 +25,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/interactions i
 COPY --from=build /opt/venv /opt/venv
 USER interactions
 WORKDIR /var/lib/interactions
-# 8000: the webhook app (gunicorn); 5555: Flower; 6011: the stub provider (dev profile only).
-EXPOSE 8000 5555 6011
+# 8000: the webhook app (gunicorn); 8001: the support console (gunicorn); 5555: Flower;
+# 6011: the stub provider (dev profile only).
+EXPOSE 8000 8001 5555 6011
 CMD ["interactions", "--help"]

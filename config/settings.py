@@ -6,10 +6,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["log", "notify", "smtp"]
+ConsoleRole = Literal["viewer", "resender"]
+
+
+class ConsoleUser(BaseModel):
+    """One member of staff allowed into the support console without an identity provider."""
+
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    # A werkzeug.security hash (scrypt by default): `interactions console add-user` makes one.
+    password_hash: SecretStr
+    roles: list[ConsoleRole] = Field(min_length=1)
+
+
+def _same_role_names() -> dict[str, ConsoleRole]:
+    return {"viewer": "viewer", "resender": "resender"}
 
 
 class Settings(BaseSettings):
@@ -115,6 +129,24 @@ class Settings(BaseSettings):
     # Tasks Flower keeps in memory; its default (100,000) costs hundreds of MiB in bulk sends.
     flower_max_tasks: int = Field(default=10_000, ge=100)
 
+    # The support console (workers.console): staff sign in from this list, as JSON.
+    console_users: list[ConsoleUser] = Field(default_factory=list)
+    # Signs the session cookie; the console refuses to start in production without one.
+    console_secret_key: SecretStr | None = None
+    # Whether the session cookie is sent over HTTPS only; unset means in production only.
+    console_cookie_secure: bool | None = None
+    console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
+    console_page_size: int = Field(default=20, ge=1, le=200)
+    # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: SecretStr | None = None
+    # Where the provider sends staff back; derived from the request when unset.
+    console_oidc_redirect_url: str | None = None
+    # The id_token claim listing the user's roles, and which of them grant which console role.
+    console_oidc_roles_claim: str = "roles"
+    console_oidc_role_map: dict[str, ConsoleRole] = Field(default_factory=_same_role_names)
+
     @property
     def resolved_log_format(self) -> Literal["json", "text"]:
         """The log format in force: as configured, else JSON in production only."""
@@ -159,6 +191,11 @@ class Settings(BaseSettings):
         ):
             raise ValueError("provider timeouts must fit within task_time_limit_seconds")
         return self
+
+    @property
+    def console_oidc_enabled(self) -> bool:
+        """Whether staff sign in to the console through an OpenID Connect provider."""
+        return bool(self.console_oidc_issuer and self.console_oidc_client_id)
 
     @property
     def embedded(self) -> bool:

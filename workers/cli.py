@@ -147,6 +147,7 @@ def demo() -> None:
 
 def _register() -> None:
     from workers.cli_batches import batch_status_command, reconcile_command, send_batch
+    from workers.cli_console import console
     from workers.cli_keys import keys
     from workers.doctor import doctor_command
     from workers.flower import flower_command
@@ -154,7 +155,7 @@ def _register() -> None:
 
     for command in (send_batch, batch_status_command, reconcile_command, keys):
         main.add_command(command)
-    for command in (doctor_command, flower_command, metrics_command):
+    for command in (doctor_command, flower_command, metrics_command, console):
         main.add_command(command)
 
     from workers.cli_archive import archive

@@ -39,3 +39,21 @@ def webhooks_command(port: int, workers: int = 2, threads: int = 4) -> list[str]
         "--threads",
         str(threads),
     ]
+
+
+def console_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """``gunicorn`` serving the support console at ``bind`` (host:port)."""
+    return [
+        str(BIN / "gunicorn"),
+        "-c",
+        "python:workers.gunicorn_conf",
+        "workers.console:create_app()",
+        "-b",
+        bind,
+        "-w",
+        str(workers),
+        "-k",
+        "gthread",
+        "--threads",
+        str(threads),
+    ]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workers.processes import webhooks_command, worker_command
+from workers.processes import console_command, webhooks_command, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +94,40 @@ class WebhookServer:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        """Graceful stop, then SIGKILL."""
+        stop_process(self.process)
+        self._log.close()
+
+
+class ConsoleServer:
+    """``gunicorn 'workers.console:create_app()'`` on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / "console.log"
+        self._log = self.log_path.open("w")
+        command = console_command(f"127.0.0.1:{self.port}")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_until(self._answers, 30, "the console to answer")
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the console exited: {self.log_path.read_text()[-2000:]}")
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
         finally:
             connection.close()
 

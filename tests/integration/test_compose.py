@@ -31,8 +31,8 @@ from workers.cli import main as interactions_cli
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-APP_SERVICES = ("migrate", "worker", "beat", "webhooks", "flower", "stub", "cli")
-LONG_RUNNING = ("postgres", "redis", "worker", "beat", "webhooks", "flower", "stub")
+APP_SERVICES = ("migrate", "worker", "beat", "webhooks", "console", "flower", "stub", "cli")
+LONG_RUNNING = ("postgres", "redis", "worker", "beat", "webhooks", "console", "flower", "stub")
 # Variables read by the images of PostgreSQL (POSTGRES_*) and set by Docker (HOSTNAME).
 NOT_SETTINGS = {
     "POSTGRES_USER": "the postgres image",
@@ -148,6 +148,7 @@ def test_env_example_commits_no_secret_and_env_is_never_committed(
         "INTERACTIONS_NOTIFY_API_KEY",
         "INTERACTIONS_FLOWER_BASIC_AUTH",
         "INTERACTIONS_WEBHOOK_SIGNING_SECRETS",
+        "INTERACTIONS_CONSOLE_SECRET_KEY",
     }
     assert {name: example[name] for name in secrets if example[name] not in ("", "[]")} == {}
     assert ".env" in (ROOT / ".gitignore").read_text().split()
@@ -197,11 +198,13 @@ def test_ports_agree_between_commands_health_checks_and_the_image() -> None:
     }
     webhooks = SERVICES["webhooks"]["command"]
     assert webhooks[webhooks.index("--bind") + 1] == "0.0.0.0:8000"
+    console = SERVICES["console"]["command"]
+    assert console[console.index("--bind") + 1] == "0.0.0.0:8001"
     flower = SERVICES["flower"]["command"]
     assert flower[flower.index("--port") + 1] == "5555"
     stub = SERVICES["stub"]["command"]
     assert stub[stub.index("--port") + 1] == "6011"
-    for name, port in (("webhooks", 8000), ("flower", 5555), ("stub", 6011)):
+    for name, port in (("webhooks", 8000), ("console", 8001), ("flower", 5555), ("stub", 6011)):
         assert _published(name) == {port}, name
         assert f"127.0.0.1:{port}/" in " ".join(SERVICES[name]["healthcheck"]["test"])
         assert port in exposed
@@ -220,7 +223,7 @@ def test_health_checks_and_dependencies_with_conditions() -> None:
                 "service_healthy",
                 "service_completed_successfully",
             ), (name, dependency)
-    for name in ("worker", "beat", "webhooks"):
+    for name in ("worker", "beat", "webhooks", "console"):
         depends = SERVICES[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
@@ -272,5 +275,7 @@ def test_the_wheel_the_image_installs_carries_migrations_templates_and_commands(
     assert "config/templates/welcome.email.txt" in names
     for module in ("workers/health.py", "workers/gunicorn_conf.py", "providers/stub_server.py"):
         assert module in names
+    for page in ("templates/console/customer.html", "static/console/console.css"):
+        assert f"workers/{page}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "interactions = workers.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -1,0 +1,250 @@
+"""The support console: ``gunicorn 'workers.console:create_app()'``.
+
+One page per customer: the timeline (every channel, newest first, by cursor), a phone note,
+and for a failed email or SMS a corrected address and a resend through the dispatch task.
+Server-rendered, usable without JavaScript. URLs carry customer ids and interaction UUIDs,
+never an address: a search by address is a POST that redirects to the customer's id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from config.settings import Settings, get_settings
+from models.enums import ChannelType
+from models.session import SessionFactory, get_engine, session_factory
+from providers.registry import ProviderRegistry
+from services import validation
+from services.batches import DispatchMessage, Publisher
+from services.communication import CommunicationService
+from services.errors import InvalidInput
+from services.staff import LocalDirectory, Permission
+from services.support import (
+    NotFound,
+    NotQueued,
+    ResendKind,
+    ResendRefused,
+    SupportService,
+    resend_of,
+)
+from workers.console_auth import current_user, install_auth, requires
+
+log = logging.getLogger(__name__)
+SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+
+
+class DispatchQueue:
+    """Publishes dispatch tasks on the configured Celery app, imported on first use."""
+
+    def publish(self, messages: Sequence[DispatchMessage]) -> None:
+        from tasks.publisher import CeleryPublisher
+        from workers.app import app
+
+        CeleryPublisher(app).publish(messages)
+
+
+def create_app(
+    settings: Settings | None = None,
+    sessions: SessionFactory | None = None,
+    publisher: Publisher | None = None,
+) -> Flask:
+    """The console WSGI app; each gunicorn worker builds its own engine on first request."""
+    resolved = settings or get_settings()
+    built: dict[int, tuple[CommunicationService, SupportService]] = {}
+    queue = publisher or DispatchQueue()
+
+    def services() -> tuple[CommunicationService, SupportService]:
+        pid = os.getpid()
+        if pid not in built:
+            built.clear()
+            factory = sessions or session_factory(get_engine(resolved))
+            built[pid] = (
+                # The console sends nothing itself: dispatch runs in the workers.
+                CommunicationService(factory, ProviderRegistry({}), resolved),
+                SupportService(factory, queue, resolved),
+            )
+        return built[pid]
+
+    app = Flask(__name__, static_url_path="/static")
+    install_auth(app, LocalDirectory(resolved.console_users), resolved)
+    app.jinja_env.globals.update(resend_of=resend_of, ResendKind=ResendKind)
+    _install_headers_and_errors(app)
+    _search_routes(app, services)
+    _customer_routes(app, services, resolved)
+    _interaction_routes(app, services)
+    return app
+
+
+Services = Callable[[], tuple[CommunicationService, SupportService]]
+
+
+def _install_headers_and_errors(app: Flask) -> None:
+
+    @app.after_request
+    def protect(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.endpoint != "static":
+            # Pages hold personal data: not kept in caches or the browser's history store.
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        code = exc.code or 500
+        return render_template("console/error.html", code=code, exc=exc), code
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(exc: SQLAlchemyError) -> tuple[str, int]:
+        log.error("console database error: %s", type(exc).__name__)
+        return render_template("console/error.html", code=503, exc=None), 503
+
+
+def _search_routes(app: Flask, services: Services) -> None:
+    @app.get("/healthz")
+    def healthz() -> tuple[str, int]:
+        return "ok", 200
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("console/home.html", channels=SEARCH_CHANNELS)
+
+    @app.get("/customer")
+    def open_customer() -> Response | tuple[str, int]:
+        customer_id = request.args.get("customer_id", "").strip()
+        try:
+            validation.customer_id(customer_id)
+        except InvalidInput as exc:
+            page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+            return page, 400
+        return redirect(url_for("customer", customer_id=customer_id), 303)
+
+    @app.post("/find")
+    def find() -> Response | tuple[str, int]:
+        channel, address = request.form.get("channel", ""), request.form.get("address", "")
+        try:
+            records = services()[0].find_by_recipient(channel, address.strip())
+        except InvalidInput as exc:
+            page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+            return page, 400
+        customers = list(dict.fromkeys(record.customer_id for record in records))
+        if len(customers) == 1:
+            return redirect(url_for("customer", customer_id=customers[0]), 303)
+        page = render_template("console/found.html", customers=customers, channel=channel)
+        return page, 200 if customers else 404
+
+
+def _customer_routes(app: Flask, services: Services, resolved: Settings) -> None:
+    @app.get("/customers/<customer_id>")
+    def customer(customer_id: str) -> tuple[str, int]:
+        return customer_page(customer_id)
+
+    def customer_page(
+        customer_id: str, error: InvalidInput | None = None, note: str = "", status: int = 200
+    ) -> tuple[str, int]:
+        communication, support = services()
+        archived = request.args.get("archived") == "1"
+        try:
+            page = communication.get_history(
+                customer_id,
+                resolved.console_page_size,
+                cursor=request.args.get("cursor") or None,
+                include_archived=archived,
+            )
+            contact = support.contact(customer_id)
+        except InvalidInput as exc:
+            abort(400, str(exc))
+        hot = support.hot_ids([record.id for record in page.items]) if archived else None
+        html = render_template(
+            "console/customer.html",
+            customer_id=customer_id,
+            page=page,
+            contact=contact,
+            archived=archived,
+            hot=hot,
+            error=error,
+            note=note,
+        )
+        return html, status
+
+    @app.post("/customers/<customer_id>/notes")
+    @requires(Permission.ADD_NOTE)
+    def add_note(customer_id: str) -> Response | tuple[str, int]:
+        content = request.form.get("content", "")
+        try:
+            services()[0].add_note(customer_id, content, current_user().username)
+        except InvalidInput as exc:
+            return customer_page(customer_id, error=exc, note=content, status=400)
+        flash("Phone note recorded.")
+        return redirect(url_for("customer", customer_id=customer_id), 303)
+
+
+def _interaction_routes(app: Flask, services: Services) -> None:
+    @app.get("/customers/<customer_id>/interactions/<interaction_uuid>")
+    def interaction(customer_id: str, interaction_uuid: str) -> tuple[str, int]:
+        return interaction_page(customer_id, interaction_uuid)
+
+    def interaction_page(
+        customer_id: str,
+        interaction_uuid: str,
+        error: Exception | None = None,
+        form: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> tuple[str, int]:
+        _, support = services()
+        try:
+            record, events = support.interaction(customer_id, interaction_uuid)
+            contact = support.contact(customer_id)
+        except (NotFound, InvalidInput):
+            abort(404)
+        html = render_template(
+            "console/interaction.html",
+            customer_id=customer_id,
+            record=record,
+            events=events,
+            contact=contact,
+            error=error,
+            form=form or {},
+        )
+        return html, status
+
+    @app.post("/customers/<customer_id>/interactions/<interaction_uuid>/resend")
+    @requires(Permission.RESEND)
+    def resend(customer_id: str, interaction_uuid: str) -> Response | tuple[str, int]:
+        form = {name: request.form.get(name, "") for name in ("address", "reason")}
+        try:
+            result = services()[1].resend(
+                customer_id,
+                interaction_uuid,
+                current_user().username,
+                form["address"] or None,
+                form["reason"] or None,
+            )
+        except NotFound:
+            abort(404)
+        except (InvalidInput, ResendRefused) as exc:
+            return interaction_page(customer_id, interaction_uuid, exc, form, 400)
+        except NotQueued as exc:
+            cause = type(exc.__cause__).__name__
+            log.error(
+                "resend recorded but not queued: %s",
+                cause,
+                extra={"idempotency_key": exc.idempotency_key},
+            )
+            error = RuntimeError("The resend was recorded but could not be queued. Try again.")
+            return interaction_page(customer_id, interaction_uuid, error, form, 503)
+        if result.kind is ResendKind.RETRY:
+            flash("Resend queued: a new attempt on this message.")
+        else:
+            flash(f"Resend queued as a new message, {result.idempotency_key}.")
+        return redirect(url_for("customer", customer_id=customer_id), 303)

@@ -1,0 +1,205 @@
+"""Signing staff in and out of the console, and the checks every request passes first.
+
+The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure in production) holding
+the user's name, the time they signed in and the form token; roles are read from the user
+list on every request, so removing a user or a role takes effect at once. Every POST must
+carry the session's form token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from config.settings import Settings
+from services.staff import LocalDirectory, Permission, StaffUser, same_token
+from workers.console_oidc import OidcClient, OidcError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# Reachable signed out: the sign-in page, the health check and the stylesheet.
+OPEN_ENDPOINTS = frozenset({"login", "sign_in", "oidc_start", "oidc_callback", "healthz", "static"})
+
+
+class ConsoleMisconfigured(RuntimeError):
+    """The console cannot start as configured; the message says what to set."""
+
+
+def configure_session(app: Flask, settings: Settings) -> None:
+    """The cookie's secret and flags; refuse to start without what sign-in needs."""
+    if settings.console_secret_key is None:
+        raise ConsoleMisconfigured(
+            "the console needs INTERACTIONS_CONSOLE_SECRET_KEY to sign its sessions: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    key = settings.console_secret_key.get_secret_value()
+    if len(key) < 32:
+        raise ConsoleMisconfigured("INTERACTIONS_CONSOLE_SECRET_KEY must be 32 characters or more")
+    if not settings.console_users and not settings.console_oidc_enabled:
+        raise ConsoleMisconfigured(
+            "INTERACTIONS_CONSOLE_USERS is empty and no OIDC provider is configured, so no one "
+            "could sign in: `interactions console add-user NAME --role viewer` makes an entry"
+        )
+    secure = settings.console_cookie_secure
+    if secure is None:
+        secure = settings.environment == "production"
+    if settings.environment == "production" and not secure:
+        raise ConsoleMisconfigured("in production the session cookie must be Secure (HTTPS only)")
+    app.secret_key = key
+    app.config.update(
+        SESSION_COOKIE_NAME="interactions_console",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.console_session_minutes),
+    )
+
+
+def csrf_token() -> str:
+    """This session's form token, made on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def current_user() -> StaffUser:
+    """The signed-in user of this request (the checks before it guarantee one)."""
+    user: StaffUser = g.user
+    return user
+
+
+def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Answer 403 unless the signed-in user's roles grant ``permission``."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not current_user().may(permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> None:
+    """The sign-in pages and the checks that run before every request."""
+    configure_session(app, settings)
+    longest = timedelta(minutes=settings.console_session_minutes)
+
+    @app.before_request
+    def check_request() -> Response | None:
+        if request.method == "POST" and not same_token(
+            request.form.get("csrf_token"), session.get("csrf", "")
+        ):
+            abort(400, "The form had expired or did not come from this console. Try again.")
+        if request.endpoint in OPEN_ENDPOINTS:
+            return None
+        user = _signed_in(directory, longest)
+        if user is None:
+            session.pop("user", None)
+            return redirect(url_for("login"), 303)
+        g.user = user
+        return None
+
+    @app.context_processor
+    def template_values() -> dict[str, object]:
+        return {
+            "csrf_token": csrf_token,
+            "user": g.get("user"),
+            "Permission": Permission,
+            "oidc_enabled": settings.console_oidc_enabled,
+            "local_users": bool(settings.console_users),
+        }
+
+    @app.get("/login")
+    def login() -> str:
+        return render_template("console/login.html")
+
+    if settings.console_oidc_enabled:
+        install_oidc(app, OidcClient(settings), settings)
+
+    @app.post("/login")
+    def sign_in() -> Response | tuple[str, int]:
+        user = directory.authenticate(
+            request.form.get("username", ""), request.form.get("password", "")
+        )
+        if user is None:
+            log.warning("console sign-in refused")
+            page = render_template("console/login.html", error="Wrong user name or password.")
+            return page, 401
+        start_session(user, local=True)
+        return redirect(url_for("home"), 303)
+
+    @app.post("/logout")
+    def logout() -> Response:
+        session.clear()
+        return redirect(url_for("login"), 303)
+
+
+def start_session(user: StaffUser, local: bool) -> None:
+    """A fresh session for ``user``; a provider's roles are kept in it, signed."""
+    session.clear()
+    session.permanent = True
+    session.update(user=user.username, since=datetime.now(UTC).isoformat())
+    if not local:
+        session["roles"] = list(user.roles)
+    csrf_token()
+
+
+def install_oidc(app: Flask, client: OidcClient, settings: Settings) -> None:
+    """Sign-in through the configured OpenID Connect provider."""
+
+    def redirect_uri() -> str:
+        return settings.console_oidc_redirect_url or url_for("oidc_callback", _external=True)
+
+    @app.get("/login/oidc")
+    def oidc_start() -> Response:
+        try:
+            target, pending = client.start(redirect_uri())
+        except OidcError as exc:
+            abort(503, str(exc))
+        session["oidc"] = pending
+        return redirect(target, 303)
+
+    @app.get("/login/oidc/callback")
+    def oidc_callback() -> Response | tuple[str, int]:
+        pending = session.pop("oidc", None) or {}
+        try:
+            user = client.finish(pending, redirect_uri(), request.args)
+        except OidcError as exc:
+            log.warning("console sign-in through the provider refused: %s", exc)
+            return render_template("console/login.html", error=str(exc)), 401
+        if not user.roles:
+            log.warning("console sign-in refused: the provider granted no console role")
+            abort(403)
+        start_session(user, local=False)
+        return redirect(url_for("home"), 303)
+
+
+def _signed_in(directory: LocalDirectory, longest: timedelta) -> StaffUser | None:
+    name, since = session.get("user"), session.get("since")
+    if not isinstance(name, str) or not isinstance(since, str):
+        return None
+    try:
+        started = datetime.fromisoformat(since)
+    except ValueError:
+        return None
+    if datetime.now(UTC) - started > longest:
+        return None
+    roles = session.get("roles")
+    if isinstance(roles, list):
+        return StaffUser(name, tuple(str(role) for role in roles))
+    return directory.lookup(name)
