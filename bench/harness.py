@@ -72,7 +72,7 @@ class StubProcess:
 
 
 def start_workers(
-    app: str, env: dict[str, str], count: int, log_dir: Path, tag: str
+    app: str, env: dict[str, str], count: int, log_dir: Path, tag: str, queues: str = "dispatch"
 ) -> list[subprocess.Popen[bytes]]:
     """``count`` worker processes of ``app``, returned once every one is ready."""
     workers = []
@@ -86,7 +86,7 @@ def start_workers(
             app,
             "worker",
             "-Q",
-            "dispatch",
+            queues,
             "-n",
             f"{tag}{n}@%h",
             "-l",
