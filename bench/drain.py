@@ -147,7 +147,11 @@ def timed(world: World, args: argparse.Namespace, log_dir: Path, publish: str) -
                         queue="status",
                         producer=producer,
                     )
-        finished = wait_for(lambda: world.settled() == len(ids), 600, f"{publish}", every=0.05)
+        finished = wait_for(lambda: world.settled() == len(ids), args.timeout, publish, every=0.05)
+    except TimeoutError:
+        for log in sorted(log_dir.glob(f"{publish}-*.log")):
+            print(log.read_text(errors="replace")[-3000:])
+        raise
     finally:
         stop_workers(workers)
     if world.delivered() != len(ids):
@@ -161,6 +165,7 @@ def main() -> None:
     )
     parser.add_argument("--callbacks", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per way, at most")
     args = parser.parse_args()
     world = World(args.callbacks)
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:

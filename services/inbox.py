@@ -7,15 +7,18 @@ interaction is not known yet waits as an orphan until reconciliation matches it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from models.inbound import InboundEvent, InboundState
 from models.session import SessionFactory
@@ -145,11 +148,13 @@ def drain(
 ) -> Drained:
     """Apply up to ``limit`` untried callbacks, oldest first; ``more()`` when the batch was full.
 
-    On PostgreSQL the batch is locked (``FOR UPDATE SKIP LOCKED``, so two drains never take one
-    row) and settled in the transaction that holds it: a drain that dies leaves its rows as
-    they were, for the next one, and applying an event twice records it once. A callback whose
-    interaction is not known yet is handed to ``retry_alone`` once the batch is committed,
-    which retries it with backoff and in the end keeps it as an orphan.
+    On PostgreSQL the whole batch is one transaction on one connection: the inbox rows are
+    locked (``FOR UPDATE SKIP LOCKED``, so two drains never take one row), each event is
+    applied in a savepoint of it (a duplicate undoes only itself) and each row settled in it.
+    A drain that dies leaves its batch as it was, for the next one; an event applied twice is
+    recorded once. One connection per drain, however many drains run at once. A callback
+    whose interaction is not known yet is handed to ``retry_alone`` once the batch is
+    committed, which retries it with backoff and in the end keeps it as an orphan.
     """
     fresh = (
         sa.select(_TABLE.c.id, _TABLE.c.provider, _TABLE.c.event_id, _TABLE.c.body)
@@ -157,28 +162,44 @@ def drain(
         .order_by(_TABLE.c.received_at, _TABLE.c.id)
         .limit(limit)
     )
-    handed_on: list[int] = []
-    with sessions() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            # SQLite (the embedded default) has no row locks and one writer at a time: the
-            # batch is read, then each callback applied and settled on its own.
+    with sessions() as probe:
+        bind = probe.get_bind()
+    if bind.dialect.name != "postgresql":
+        # SQLite (the embedded default) has no row locks and one writer at a time: the
+        # batch is read, then each callback applied and settled on its own.
+        with sessions() as session:
             batch = session.execute(fresh).all()
-            session.close()
-            return _drain_unlocked(sessions, batch, limit, more, retry_alone, now)
-        with session.begin():
-            batch = session.execute(fresh.with_for_update(skip_locked=True)).all()
-            if len(batch) == limit:
-                more()  # others may be waiting: another worker thread drains them meanwhile
-            for row in batch:
-                outcome, state = _apply_body(
-                    sessions, row.provider, row.event_id, row.body, False, now()
-                )
-                session.execute(_settle_statement(row.id, state, outcome, now()))
-                if outcome is Outcome.UNKNOWN_REFERENCE:
-                    handed_on.append(row.id)
+        return _drain_unlocked(sessions, batch, limit, more, retry_alone, now)
+    handed_on: list[int] = []
+    with _transaction(bind) as connection:
+        batch = connection.execute(fresh.with_for_update(skip_locked=True)).all()
+        if len(batch) == limit:
+            more()  # others may be waiting: another worker thread drains them meanwhile
+
+        def joined() -> Session:
+            return Session(
+                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
+
+        for row in batch:
+            outcome, state = _apply_body(joined, row.provider, row.event_id, row.body, False, now())
+            connection.execute(_settle_statement(row.id, state, outcome, now()))
+            if outcome is Outcome.UNKNOWN_REFERENCE:
+                handed_on.append(row.id)
     for inbound_id in handed_on:
         retry_alone(inbound_id)
     return Drained(tuple(row.id for row in batch), tuple(handed_on))
+
+
+@contextlib.contextmanager
+def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on a connection of its own; nested when ``bind`` already is one."""
+    if isinstance(bind, Connection):
+        with bind.begin_nested():
+            yield bind
+        return
+    with bind.connect() as connection, connection.begin():
+        yield connection
 
 
 def _drain_unlocked(
