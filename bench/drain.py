@@ -13,7 +13,6 @@ INTERACTIONS_INBOX_DRAIN_BATCH_SIZE), then the same receipts applied with one
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ import redis
 import sqlalchemy as sa
 
 from bench.harness import start_workers, stop_workers, wait_for
+from bench.webhooks import receipt
 from config.settings import Settings
 from models import CustomerInteraction, InboundEvent
 from models.base import utcnow
@@ -41,22 +41,6 @@ DB_URL = os.environ.get(
     "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_bench_drain",
 )
 BROKER_URL = os.environ.get("BENCH_DRAIN_BROKER_URL", "redis://127.0.0.1:6379/10")
-
-
-def receipt(provider_id: str, reference: str) -> bytes:
-    now = utcnow().isoformat()
-    return json.dumps(
-        {
-            "id": provider_id,
-            "reference": reference,
-            "to": "someone@example.org",
-            "status": "delivered",
-            "created_at": now,
-            "completed_at": now,
-            "sent_at": now,
-            "notification_type": "email",
-        }
-    ).encode()
 
 
 class World:
@@ -99,7 +83,9 @@ class World:
             session.execute(sa.insert(CustomerInteraction), rows)
         ids = []
         for row in rows:
-            body = receipt(str(row["provider_reference"]), str(row["interaction_uuid"]))
+            body = receipt(
+                now.isoformat(), str(row["provider_reference"]), str(row["interaction_uuid"])
+            )
             parsed = parse_notify(body)
             ids.append(inbox.store(self.sessions, "notify", parsed, body, now).inbound_id)
         return ids

@@ -68,12 +68,12 @@ ClientResult = tuple[float, float, float, list[float], dict[int, int], dict[str,
 ClientMessage = ClientResult | None
 
 
-def receipt(now: str) -> bytes:
-    """A delivery receipt as the stub posts one, for a notification no one reported before."""
+def receipt(now: str, provider_id: str | None = None, reference: str | None = None) -> bytes:
+    """A delivery receipt as the stub posts one; by default for a notification nobody knows."""
     return json.dumps(
         {
-            "id": str(uuid.uuid4()),
-            "reference": str(uuid.uuid4()),
+            "id": provider_id or str(uuid.uuid4()),
+            "reference": reference or str(uuid.uuid4()),
             "to": "someone@example.org",
             "status": "delivered",
             "created_at": now,
