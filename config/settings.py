@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     console_secret_key: SecretStr | None = None
     # Whether the session cookie is sent over HTTPS only; unset means in production only.
     console_cookie_secure: bool | None = None
+    # A console session ends after this long, however active, or after the idle time unused.
     console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
+    console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     console_page_size: int = Field(default=20, ge=1, le=200)
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None

@@ -8,6 +8,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.inbound import InboundEvent, InboundState
 from models.interaction import CustomerInteraction
+from models.staff_session import StaffSession
 
 __all__ = [
     "ArchiveManifest",
@@ -23,4 +24,5 @@ __all__ = [
     "InteractionEvent",
     "InteractionStatus",
     "LegalHold",
+    "StaffSession",
 ]

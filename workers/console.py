@@ -26,6 +26,7 @@ from services.batches import DispatchMessage, Publisher
 from services.communication import CommunicationService
 from services.errors import InvalidInput
 from services.staff import LocalDirectory, Permission
+from services.staff_sessions import StaffSessions
 from services.support import (
     NotFound,
     NotQueued,
@@ -57,10 +58,11 @@ def create_app(
 ) -> Flask:
     """The console WSGI app; each gunicorn worker builds its own engine on first request."""
     resolved = settings or get_settings()
-    built: dict[int, tuple[CommunicationService, SupportService]] = {}
+    built: dict[int, tuple[CommunicationService, SupportService, StaffSessions]] = {}
     queue = publisher or DispatchQueue()
+    directory = LocalDirectory(resolved.console_users)
 
-    def services() -> tuple[CommunicationService, SupportService]:
+    def built_here() -> tuple[CommunicationService, SupportService, StaffSessions]:
         pid = os.getpid()
         if pid not in built:
             built.clear()
@@ -69,11 +71,16 @@ def create_app(
                 # The console sends nothing itself: dispatch runs in the workers.
                 CommunicationService(factory, ProviderRegistry({}), resolved),
                 SupportService(factory, queue, resolved),
+                StaffSessions(factory, directory, resolved),
             )
         return built[pid]
 
+    def services() -> tuple[CommunicationService, SupportService]:
+        communication, support, _ = built_here()
+        return communication, support
+
     app = Flask(__name__, static_url_path="/static")
-    install_auth(app, LocalDirectory(resolved.console_users), resolved)
+    install_auth(app, directory, resolved, lambda: built_here()[2])
     app.jinja_env.globals.update(resend_of=resend_of, ResendKind=ResendKind)
     _install_headers_and_errors(app)
     _search_routes(app, services)
