@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     # A console session ends after this long, however active, or after the idle time unused.
     console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Local users are for development, or where no identity provider exists: in production
+    # the console refuses them unless this says they are meant.
+    console_allow_local_users_in_production: bool = False
+    # Failed local sign-ins allowed per user name and per client address within the window.
+    console_sign_in_failures_per_user: int = Field(default=5, ge=1)
+    console_sign_in_failures_per_address: int = Field(default=20, ge=1)
+    console_sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     console_page_size: int = Field(default=20, ge=1, le=200)
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None

@@ -25,6 +25,7 @@ from services import validation
 from services.batches import DispatchMessage, Publisher
 from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sign_in_throttle import SignInThrottle
 from services.staff import LocalDirectory, Permission
 from services.staff_sessions import StaffSessions
 from services.support import (
@@ -39,6 +40,10 @@ from workers.console_auth import current_user, install_auth, requires
 
 log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+
+
+# What each worker process builds once: the services behind the pages and the sign-in.
+Built = tuple[CommunicationService, SupportService, StaffSessions, SignInThrottle]
 
 
 class DispatchQueue:
@@ -58,11 +63,11 @@ def create_app(
 ) -> Flask:
     """The console WSGI app; each gunicorn worker builds its own engine on first request."""
     resolved = settings or get_settings()
-    built: dict[int, tuple[CommunicationService, SupportService, StaffSessions]] = {}
+    built: dict[int, Built] = {}
     queue = publisher or DispatchQueue()
     directory = LocalDirectory(resolved.console_users)
 
-    def built_here() -> tuple[CommunicationService, SupportService, StaffSessions]:
+    def built_here() -> Built:
         pid = os.getpid()
         if pid not in built:
             built.clear()
@@ -72,15 +77,16 @@ def create_app(
                 CommunicationService(factory, ProviderRegistry({}), resolved),
                 SupportService(factory, queue, resolved),
                 StaffSessions(factory, directory, resolved),
+                SignInThrottle(factory, resolved),
             )
         return built[pid]
 
     def services() -> tuple[CommunicationService, SupportService]:
-        communication, support, _ = built_here()
+        communication, support, _, _ = built_here()
         return communication, support
 
     app = Flask(__name__, static_url_path="/static")
-    install_auth(app, directory, resolved, lambda: built_here()[2])
+    install_auth(app, directory, resolved, lambda: built_here()[2], lambda: built_here()[3])
     app.jinja_env.globals.update(resend_of=resend_of, ResendKind=ResendKind)
     _install_headers_and_errors(app)
     _search_routes(app, services)

@@ -21,6 +21,7 @@ from flask import Flask, abort, g, redirect, render_template, request, session, 
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
+from services.sign_in_throttle import SignInThrottle
 from services.staff import LocalDirectory, Permission, StaffUser, same_token
 from services.staff_sessions import StaffSessions
 from workers.console_oidc import OidcClient, OidcError
@@ -47,6 +48,16 @@ def configure_session(app: Flask, settings: Settings) -> None:
     key = settings.console_secret_key.get_secret_value()
     if len(key) < 32:
         raise ConsoleMisconfigured("INTERACTIONS_CONSOLE_SECRET_KEY must be 32 characters or more")
+    if (
+        settings.console_users
+        and settings.environment == "production"
+        and not settings.console_allow_local_users_in_production
+    ):
+        raise ConsoleMisconfigured(
+            "INTERACTIONS_CONSOLE_USERS lists local users, which production refuses: sign staff "
+            "in through an OpenID Connect provider, or set "
+            "INTERACTIONS_CONSOLE_ALLOW_LOCAL_USERS_IN_PRODUCTION=true where none exists"
+        )
     if not settings.console_users and not settings.console_oidc_enabled:
         raise ConsoleMisconfigured(
             "INTERACTIONS_CONSOLE_USERS is empty and no OIDC provider is configured, so no one "
@@ -102,6 +113,7 @@ def install_auth(
     directory: LocalDirectory,
     settings: Settings,
     staff_sessions: Callable[[], StaffSessions],
+    throttle: Callable[[], SignInThrottle],
 ) -> None:
     """The sign-in pages and the checks that run before every request."""
     configure_session(app, settings)
@@ -140,14 +152,24 @@ def install_auth(
         install_oidc(app, OidcClient(settings), settings, staff_sessions)
 
     @app.post("/login")
-    def sign_in() -> Response | tuple[str, int]:
-        user = directory.authenticate(
-            request.form.get("username", ""), request.form.get("password", "")
-        )
+    def sign_in() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int]:
+        name, address = request.form.get("username", ""), request.remote_addr or ""
+        if throttle().blocked(name, address):
+            log.warning("console sign-in refused: too many failures for the name or address")
+            minutes = settings.console_sign_in_window_minutes
+            error = (
+                f"Too many failed sign-ins. Wait {minutes} minutes and try again, "
+                "or ask the console's administrator to check your account."
+            )
+            page = render_template("console/login.html", error=error)
+            return page, 429, {"Retry-After": str(minutes * 60)}
+        user = directory.authenticate(name, request.form.get("password", ""))
         if user is None:
             log.warning("console sign-in refused")
+            throttle().failed(name, address)
             page = render_template("console/login.html", error="Wrong user name or password.")
             return page, 401
+        throttle().succeeded(name)
         start_session(staff_sessions(), user)
         return redirect(url_for("home"), 303)
 

@@ -81,7 +81,10 @@ def test_the_session_cookie_is_http_only_lax_and_secure_in_production(
 ) -> None:
     for environment, secure in (("test", False), ("production", True)):
         settings = console_settings(
-            test_settings, environment=environment, broker_url="redis://127.0.0.1:6379/7"
+            test_settings,
+            environment=environment,
+            broker_url="redis://127.0.0.1:6379/7",
+            console_allow_local_users_in_production=True,
         )
         app = create_app(settings, sessions=pg_db.sessions, publisher=CapturedQueue())
         cookie = app.test_client().get("/login").headers["Set-Cookie"]
@@ -96,11 +99,28 @@ def test_the_console_will_not_start_without_a_secret_or_users_or_with_plain_cook
         ({"console_secret_key": None}, "INTERACTIONS_CONSOLE_SECRET_KEY"),
         ({"console_secret_key": "short"}, "32 characters"),
         ({"console_users": []}, "INTERACTIONS_CONSOLE_USERS is empty"),
-        ({"environment": "production", "console_cookie_secure": False}, "Secure"),
+        (
+            {"environment": "production", "console_allow_local_users_in_production": True}
+            | {"console_cookie_secure": False},
+            "Secure",
+        ),
+        ({"environment": "production"}, "ALLOW_LOCAL_USERS_IN_PRODUCTION=true"),
     )
     for changes, message in cases:
         with pytest.raises(ConsoleMisconfigured, match=message):
             create_app(console_settings(test_settings, **changes), publisher=CapturedQueue())
+
+
+def test_local_users_in_production_only_with_the_explicit_opt_in(
+    pg_db: Database, test_settings: Settings
+) -> None:
+    production = console_settings(test_settings, environment="production")
+    with pytest.raises(ConsoleMisconfigured, match="production refuses"):
+        create_app(production, sessions=pg_db.sessions, publisher=CapturedQueue())
+    opted_in = production.model_copy(update={"console_allow_local_users_in_production": True})
+    app = create_app(opted_in, sessions=pg_db.sessions, publisher=CapturedQueue())
+    client, _ = sign_in(app, "v.iewer")
+    assert "Signed in as <strong>v.iewer</strong>" in client.get("/").get_data(as_text=True)
 
 
 def test_every_form_without_its_token_is_refused(
