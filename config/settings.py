@@ -184,6 +184,22 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _production_signs_in_over_https(self) -> Settings:
+        # The redirect carries the authorization code, and the issuer serves the signing keys.
+        if self.environment != "production" or not self.console_oidc_enabled:
+            return self
+        if not (self.console_oidc_issuer or "").startswith("https://"):
+            raise ValueError(
+                "in production INTERACTIONS_CONSOLE_OIDC_ISSUER must be an https:// URL"
+            )
+        if not (self.console_oidc_redirect_url or "").startswith("https://"):
+            raise ValueError(
+                "in production INTERACTIONS_CONSOLE_OIDC_REDIRECT_URL must be set to the console's "
+                "https:// callback URL (https://<console>/login/oidc/callback)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _leases_outlive_tasks(self) -> Settings:
         # A claim must outlive the task holding it, and the broker must not hand a message
         # to a second worker while the first may still run it or hold it for a retry.

@@ -28,6 +28,7 @@ from services.staff import StaffUser
 from services.staff_sessions import OIDC_PREFIX
 
 TIMEOUT_SECONDS = 5.0
+LEEWAY_SECONDS = 60
 # An actor is stored in 100 characters (interaction_events.actor, staff_sessions.actor).
 MAX_ACTOR_CHARS = 100
 
@@ -170,6 +171,8 @@ class OidcClient:
                 audience=self._client_id,
                 issuer=endpoints.issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                # Allows for clocks a minute apart; no more, so an expired token stays refused.
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.PyJWTError as exc:
             raise OidcError("the sign-in provider's token could not be verified") from exc
