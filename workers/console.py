@@ -31,9 +31,11 @@ from services.staff_sessions import StaffSessions
 from services.support import (
     NotFound,
     NotQueued,
+    ResendConflict,
     ResendKind,
     ResendRefused,
     SupportService,
+    forced_resends,
     resend_of,
 )
 from workers.console_auth import current_user, install_auth, requires
@@ -228,6 +230,7 @@ def _interaction_routes(app: Flask, services: Services) -> None:
             contact=contact,
             error=error,
             form=form or {},
+            seen_resends=forced_resends(events),
         )
         return html, status
 
@@ -242,9 +245,12 @@ def _interaction_routes(app: Flask, services: Services) -> None:
                 current_user().username,
                 form["address"] or None,
                 form["reason"] or None,
+                _count(request.form.get("seen_resends", "")),
             )
         except NotFound:
             abort(404)
+        except ResendConflict as exc:
+            return interaction_page(customer_id, interaction_uuid, exc, form, 409)
         except (InvalidInput, ResendRefused) as exc:
             return interaction_page(customer_id, interaction_uuid, exc, form, 400)
         except NotQueued as exc:
@@ -261,3 +267,8 @@ def _interaction_routes(app: Flask, services: Services) -> None:
         else:
             flash(f"Resend queued as a new message, {result.idempotency_key}.")
         return redirect(url_for("customer", customer_id=customer_id), 303)
+
+
+def _count(value: str) -> int | None:
+    """A count a form carried back, or None when it carried none."""
+    return int(value) if value.isdigit() and len(value) < 10 else None
