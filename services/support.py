@@ -35,7 +35,7 @@ RESEND_PREFIX = "resend:"
 MAX_REASON_CHARS = 500
 RESENDABLE = frozenset({ChannelType.EMAIL, ChannelType.SMS})
 # Only these keys of an event's detail are shown; none of them holds an address.
-SHOWN_DETAIL = ("failure_reason", "reason", "resend_key", "contact_updated", "provider_status")
+SHOWN_DETAIL = ("failure_reason", "resend_key", "contact_updated", "provider_status")
 
 
 class NotFound(LookupError):
@@ -191,11 +191,9 @@ class SupportService:
                     source=SOURCE,
                     actor=actor,
                     attempt=row.attempt_count,
-                    detail={
-                        "resend_key": key,
-                        "contact_updated": updated,
-                        **({"reason": reason} if reason else {}),
-                    },
+                    detail={"resend_key": key, "contact_updated": updated},
+                    # Free text may name the customer: sealed in its own column.
+                    reason=reason,
                     occurred_at=now,
                     recorded_at=now,
                 )
@@ -364,5 +362,8 @@ def _event_record(event: InteractionEvent) -> EventRecord:
         attempt=event.attempt,
         provider=event.provider,
         occurred_at=event.occurred_at,
-        detail={name: detail[name] for name in SHOWN_DETAIL if name in detail},
+        detail={
+            **({"reason": event.reason} if event.reason else {}),
+            **{name: detail[name] for name in SHOWN_DETAIL if name in detail},
+        },
     )

@@ -134,9 +134,10 @@ def _search_routes(app: Flask, services: Services) -> None:
     def home() -> str:
         return render_template("console/home.html", channels=SEARCH_CHANNELS)
 
-    @app.get("/customer")
+    @app.post("/customer")
     def open_customer() -> Response | tuple[str, int]:
-        customer_id = request.args.get("customer_id", "").strip()
+        # A POST, so a phone number typed into the wrong box never lands in a URL.
+        customer_id = request.form.get("customer_id", "").strip()
         try:
             validation.customer_id(customer_id)
         except InvalidInput as exc:

@@ -54,7 +54,7 @@ def app(pg_db: Database, test_settings: Settings, queue: CapturedQueue) -> Flask
 
 def test_signed_out_requests_are_sent_to_sign_in(app: Flask) -> None:
     client = app.test_client()
-    for path in ("/", f"/customers/{CUSTOMER}", "/customer?customer_id=C-1"):
+    for path in ("/", f"/customers/{CUSTOMER}", "/customer"):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.location.endswith("/login"), path
     assert client.get("/login").status_code == 200
@@ -227,6 +227,19 @@ def test_an_interactions_history_is_shown_on_its_own_page(
         client.get(f"/customers/C-OTHER/interactions/{failed.interaction_uuid}").status_code == 404
     )
     assert client.get(f"/customers/{CUSTOMER}/interactions/not-a-uuid").status_code == 404
+
+
+def test_opening_a_customer_by_id_is_a_post_that_redirects_to_their_page(app: Flask) -> None:
+    client, token = sign_in(app, "v.iewer")
+    home = client.get("/").get_data(as_text=True)
+    form = home.split('action="/customer"')[0].rsplit("<form", 1)[1]
+    assert 'method="post"' in form
+    answer = client.post("/customer", data={"customer_id": " C-OPEN-1 ", "csrf_token": token})
+    assert (answer.status_code, answer.location) == (303, "/customers/C-OPEN-1")
+    typo = client.post("/customer", data={"customer_id": "613 555 0142", "csrf_token": token})
+    assert typo.status_code == 400 and "613 555 0142" not in (typo.location or "")
+    assert client.get("/customer?customer_id=C-OPEN-1").status_code == 405
+    assert client.post("/customer", data={"customer_id": "C-OPEN-1"}).status_code == 400
 
 
 def test_find_by_email_is_a_post_that_redirects_to_the_customer_id_only(

@@ -224,8 +224,14 @@ def test_a_delivered_email_is_resent_only_with_a_reason_as_a_new_linked_message(
     assert events[0].detail == {
         "resend_key": f"resend:{sent.interaction_uuid}:1",
         "contact_updated": False,
-        "reason": reason,
     }
+    assert events[0].reason == reason
+    with pg_db.sessions() as session:
+        detail, sealed = session.execute(
+            sa.text("SELECT CAST(detail AS TEXT), reason FROM interaction_events WHERE id = :id"),
+            {"id": events[0].id},
+        ).one()
+    assert "mistake" not in detail and sealed.startswith("v1:") and "mistake" not in sealed
     assert service.get_history(CUSTOMER).items[0].status is InteractionStatus.DELIVERED
 
     linked = service.dispatch(**queue.messages[0].as_kwargs())
