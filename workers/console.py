@@ -89,7 +89,9 @@ def create_app(
 
     app = Flask(__name__, static_url_path="/static")
     install_auth(app, directory, resolved, lambda: built_here()[2], lambda: built_here()[3])
-    app.jinja_env.globals.update(resend_of=resend_of, ResendKind=ResendKind)
+    app.jinja_env.globals.update(
+        resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
+    )
     _install_headers_and_errors(app)
     _search_routes(app, services)
     _customer_routes(app, services, resolved)
@@ -98,6 +100,14 @@ def create_app(
 
 
 Services = Callable[[], tuple[CommunicationService, SupportService]]
+# The form control a service's field name is entered in, where the two differ.
+FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+
+
+def error_input(error: object) -> str | None:
+    """The id of the form control an error is about, for aria-describedby and the summary."""
+    field = getattr(error, "field", None)
+    return FIELD_INPUTS.get(field, field) if isinstance(field, str) else None
 
 
 def _install_headers_and_errors(app: Flask) -> None:

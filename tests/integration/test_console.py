@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,3 +327,60 @@ def test_add_user_prints_an_entry_the_console_signs_in_with(
     assert "(resender)" in client.get("/").get_data(as_text=True)
     short = runner.invoke(main, ["console", "add-user", "b", "--role", "viewer", "--password", "s"])
     assert short.exit_code == 2 and "12 characters or more" in short.output
+
+
+def _control(html: str, control_id: str) -> str:
+    """The opening tag of the form control with this id."""
+    found = re.search(rf'<(?:input|textarea)\s+id="{control_id}"[^>]*>', html)
+    assert found, f"no control {control_id}"
+    return found.group(0)
+
+
+def test_errors_follow_the_heading_and_are_tied_to_their_fields(
+    app: Flask, service: CommunicationService
+) -> None:
+    client = app.test_client()
+    login = client.get("/login").get_data(as_text=True)
+    assert "autofocus" not in login and "aria-invalid" not in login
+    refused = client.post(
+        "/login",
+        data={
+            "username": "r.esender",
+            "password": "wrong-password-123",
+            "csrf_token": token_of(login),
+        },
+    ).get_data(as_text=True)
+    assert refused.index("<h1>Sign in</h1>") < refused.index('role="alert"')
+    assert '<a href="#username">Wrong user name or password.</a>' in refused
+    for name in ("username", "password"):
+        tag = _control(refused, name)
+        assert 'aria-invalid="true"' in tag and 'aria-describedby="sign-in-error"' in tag
+    assert 'id="sign-in-error"' in refused
+
+    client, token = sign_in(app, "v.iewer")
+    empty = client.post(f"/customers/{CUSTOMER}/notes", data={"content": " ", "csrf_token": token})
+    page = empty.get_data(as_text=True)
+    assert page.index("<h1>") < page.index('role="alert"')
+    assert '<a href="#content">must be non-empty text</a>' in page
+    tag = _control(page, "content")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="content-error"' in tag
+    assert 'id="content-error"' in page
+
+    searched = client.post(
+        "/find", data={"channel": "email", "address": "not an address", "csrf_token": token}
+    ).get_data(as_text=True)
+    tag = _control(searched, "address")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-error"' in tag
+    assert "aria-invalid" not in _control(searched, "customer_id"), "only the field at fault"
+
+    failed = send_email(service, customer_id=CUSTOMER, recipient="bad address").interaction
+    resender, resend_token = sign_in(app, "r.esender")
+    answer = resender.post(
+        f"/customers/{CUSTOMER}/interactions/{failed.interaction_uuid}/resend",
+        data={"address": "still not an address", "csrf_token": resend_token},
+    ).get_data(as_text=True)
+    assert answer.index("<h1>") < answer.index('role="alert"')
+    assert 'href="#address"' in answer.split('role="alert"')[1].split("</div>")[0]
+    tag = _control(answer, "address")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-hint address-error"' in tag
+    assert "aria-invalid" not in _control(answer, "reason")
