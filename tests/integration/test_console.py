@@ -277,7 +277,13 @@ def test_archived_months_are_shown_on_request(
         cutoff = datetime(2024, 3, 1, tzinfo=UTC)
         old = seed(world.engine, cutoff - timedelta(days=40), customer_id=CUSTOMER)
         hot = seed(world.engine, cutoff + timedelta(days=3), customer_id=CUSTOMER)
+        uuid_of = sa.text("SELECT CAST(interaction_uuid AS TEXT) FROM interactions WHERE id = :i")
+        with world.engine.connect() as connection:
+            old_uuid = connection.execute(uuid_of, {"i": old}).scalar_one()
+            hot_uuid = connection.execute(uuid_of, {"i": hot}).scalar_one()
         Janitor(world.engine, world.store, world.settings).run(cutoff)
+        with world.engine.connect() as connection:
+            assert connection.execute(uuid_of, {"i": old}).all() == [], "old left the database"
         sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
         settings = console_settings(world.settings)
         app = create_app(settings, sessions=sessions, publisher=CapturedQueue())
@@ -287,7 +293,15 @@ def test_archived_months_are_shown_on_request(
         both = client.get(f"/customers/{CUSTOMER}?archived=1").get_data(as_text=True)
         assert both.count('class="entry"') == 2 and both.count(">archived</span>") == 1
         assert both.index("2024-03-04") < both.index("2024-01-21")
-        assert old != hot
+        assert f"entry-{hot_uuid}" in plain and f"entry-{old_uuid}" not in plain
+        entries = {
+            uuid: next(e for e in both.split('<li class="entry">') if f"entry-{uuid}" in e)
+            for uuid in (old_uuid, hot_uuid)
+        }
+        assert ">archived</span>" in entries[old_uuid]
+        assert f"/interactions/{old_uuid}" not in entries[old_uuid], "no history page to open"
+        assert ">archived</span>" not in entries[hot_uuid]
+        assert f"/interactions/{hot_uuid}" in entries[hot_uuid]
     finally:
         clean(pg_engine)
 
