@@ -135,7 +135,16 @@ class Settings(BaseSettings):
     console_secret_key: SecretStr | None = None
     # Whether the session cookie is sent over HTTPS only; unset means in production only.
     console_cookie_secure: bool | None = None
+    # A console session ends after this long, however active, or after the idle time unused.
     console_session_minutes: int = Field(default=480, ge=1, le=24 * 60)
+    console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Local users are for development, or where no identity provider exists: in production
+    # the console refuses them unless this says they are meant.
+    console_allow_local_users_in_production: bool = False
+    # Failed local sign-ins allowed per user name and per client address within the window.
+    console_sign_in_failures_per_user: int = Field(default=5, ge=1)
+    console_sign_in_failures_per_address: int = Field(default=20, ge=1)
+    console_sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     console_page_size: int = Field(default=20, ge=1, le=200)
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None
@@ -171,6 +180,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production needs INTERACTIONS_ENCRYPTION_KEYS, INTERACTIONS_ENCRYPTION_ACTIVE_KEY "
                 "and INTERACTIONS_BLIND_INDEX_KEY: personal data is never stored in clear"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_signs_in_over_https(self) -> Settings:
+        # The redirect carries the authorization code, and the issuer serves the signing keys.
+        if self.environment != "production" or not self.console_oidc_enabled:
+            return self
+        if not (self.console_oidc_issuer or "").startswith("https://"):
+            raise ValueError(
+                "in production INTERACTIONS_CONSOLE_OIDC_ISSUER must be an https:// URL"
+            )
+        if not (self.console_oidc_redirect_url or "").startswith("https://"):
+            raise ValueError(
+                "in production INTERACTIONS_CONSOLE_OIDC_REDIRECT_URL must be set to the console's "
+                "https:// callback URL (https://<console>/login/oidc/callback)"
             )
         return self
 

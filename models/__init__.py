@@ -8,6 +8,8 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.inbound import InboundEvent, InboundState
 from models.interaction import CustomerInteraction
+from models.sign_in_failure import SignInFailure
+from models.staff_session import StaffSession
 
 __all__ = [
     "ArchiveManifest",
@@ -23,4 +25,6 @@ __all__ = [
     "InteractionEvent",
     "InteractionStatus",
     "LegalHold",
+    "SignInFailure",
+    "StaffSession",
 ]

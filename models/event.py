@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, JsonDocument, utcnow, value_enum
+from models.crypto import SealedText
 from models.enums import EventKind, InteractionStatus
 
 
@@ -49,5 +50,7 @@ class InteractionEvent(Base):
     provider_event_id: Mapped[str | None] = mapped_column(sa.String(255))
     reference: Mapped[str | None] = mapped_column(sa.String(255))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # Free text a member of staff gave (why a message is sent again): it may hold personal data.
+    reason: Mapped[str | None] = mapped_column(SealedText("interaction_events.reason"))
     occurred_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
     recorded_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)

@@ -7,7 +7,7 @@ that crashes is simply run again: rows already done are recognised and skipped.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ SEALED_COLUMNS = (
     SealedColumn("contacts", "customer_id", "email", "contacts.email"),
     SealedColumn("contacts", "customer_id", "phone", "contacts.phone"),
     SealedColumn("inbound_events", "id", "body", "inbound_events.body"),
+    SealedColumn("interaction_events", "id", "reason", "interaction_events.reason"),
 )
 
 # Given a stored value, the value to store instead, or None when it needs nothing.
@@ -147,10 +148,12 @@ def resealer(ring: KeyRing) -> Callable[[str], Rewrite]:
     return make
 
 
-def seal_plaintext_rows(connection: Connection, ring: KeyRing) -> int:
+def seal_plaintext_rows(
+    connection: Connection, ring: KeyRing, columns: Sequence[SealedColumn] = SEALED_COLUMNS
+) -> int:
     """Seal every plaintext personal value, for databases from before sealing existed."""
     make = sealer(ring)
-    return sum(rewrite_column(connection, spec, make) for spec in SEALED_COLUMNS)
+    return sum(rewrite_column(connection, spec, make) for spec in columns)
 
 
 def count_values(connection: Connection) -> int:

@@ -32,10 +32,17 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 
 @dataclass(frozen=True)
 class StaffUser:
-    """A signed-in member of staff."""
+    """A signed-in member of staff: ``username`` is what history records as the actor."""
 
     username: str
     roles: tuple[str, ...]
+    # What the page shows, when it differs from the actor (a provider's user name).
+    display_name: str | None = None
+
+    @property
+    def shown_name(self) -> str:
+        """The name to show on the page."""
+        return self.display_name or self.username
 
     def may(self, permission: Permission) -> bool:
         """Whether one of the user's roles grants ``permission``."""

@@ -35,7 +35,7 @@ RESEND_PREFIX = "resend:"
 MAX_REASON_CHARS = 500
 RESENDABLE = frozenset({ChannelType.EMAIL, ChannelType.SMS})
 # Only these keys of an event's detail are shown; none of them holds an address.
-SHOWN_DETAIL = ("failure_reason", "reason", "resend_key", "contact_updated", "provider_status")
+SHOWN_DETAIL = ("failure_reason", "resend_key", "contact_updated", "provider_status")
 
 
 class NotFound(LookupError):
@@ -44,6 +44,10 @@ class NotFound(LookupError):
 
 class ResendRefused(Exception):
     """The resend is not allowed as asked; the message says why and is safe to show."""
+
+
+class ResendConflict(ResendRefused):
+    """The interaction changed since the page was shown (another resend came first)."""
 
 
 class NotQueued(Exception):
@@ -154,33 +158,42 @@ class SupportService:
         actor: str,
         address: str | None,
         reason: str | None,
+        seen_resends: int | None = None,
     ) -> ResendResult:
         """Correct the address (when given) and send again through the dispatch task.
 
-        A FAILED email or SMS gets a new attempt under its own key. One already SENT,
-        DELIVERED or OPENED cannot move back, so it gets a new interaction whose key names
-        the original, and only when a reason is given; the reason is kept in its history.
+        A FAILED email or SMS gets a new attempt under its own key: it becomes PENDING in
+        the same transaction, so a second resend is refused. One already SENT, DELIVERED or
+        OPENED cannot move back, so it gets a new interaction whose key names the original,
+        only when a reason is given and only if ``seen_resends`` (how many forced resends
+        the page showed) is still the count, so a double click makes one, not two.
         """
         reason = _reason(reason)
         now = self._clock()
         with self._sessions() as session, session.begin():
             row = _find(session, customer_id, interaction_uuid, lock=True)
-            kind, key = self._plan(session, row, reason)
+            kind, key = self._plan(session, row, reason, seen_resends)
             updated = self._correct(session, row, address, now)
+            previous = row.status
+            if kind is ResendKind.RETRY:
+                # PENDING with no claim: the dispatch claim takes the row over for one new
+                # attempt, and a second resend finds it no longer FAILED.
+                row.status = InteractionStatus.PENDING
+                row.claim_expires_at = None
+                row.updated_at = now
             session.add(
                 InteractionEvent(
                     interaction_id=row.id,
                     kind=EventKind.STAFF_ACTION,
-                    from_status=row.status,
+                    from_status=previous,
+                    to_status=row.status if kind is ResendKind.RETRY else None,
                     outcome="resend_requested" if kind is ResendKind.RETRY else "forced_resend",
                     source=SOURCE,
                     actor=actor,
                     attempt=row.attempt_count,
-                    detail={
-                        "resend_key": key,
-                        "contact_updated": updated,
-                        **({"reason": reason} if reason else {}),
-                    },
+                    detail={"resend_key": key, "contact_updated": updated},
+                    # Free text may name the customer: sealed in its own column.
+                    reason=reason,
                     occurred_at=now,
                     recorded_at=now,
                 )
@@ -198,11 +211,49 @@ class SupportService:
         try:
             self._publisher.publish([message])
         except Exception as exc:  # the broker's own errors vary by transport
+            if kind is ResendKind.RETRY:
+                self._undo_retry(row.id, row.attempt_count, actor)
             raise NotQueued(key) from exc
         return ResendResult(kind, key, updated)
 
+    def _undo_retry(self, interaction_id: int, attempt: int, actor: str) -> None:
+        """Put a resend that was never queued back to FAILED, unless a dispatch took it."""
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            reverted = session.execute(
+                sa.update(CustomerInteraction)
+                .where(
+                    CustomerInteraction.id == interaction_id,
+                    CustomerInteraction.status == InteractionStatus.PENDING,
+                    CustomerInteraction.claim_expires_at.is_(None),
+                    CustomerInteraction.attempt_count == attempt,
+                )
+                .values(status=InteractionStatus.FAILED, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if reverted.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            session.add(
+                InteractionEvent(
+                    interaction_id=interaction_id,
+                    kind=EventKind.STAFF_ACTION,
+                    from_status=InteractionStatus.PENDING,
+                    to_status=InteractionStatus.FAILED,
+                    outcome="resend_not_queued",
+                    source=SOURCE,
+                    actor=actor,
+                    attempt=attempt,
+                    occurred_at=now,
+                    recorded_at=now,
+                )
+            )
+
     def _plan(
-        self, session: Session, row: CustomerInteraction, reason: str | None
+        self,
+        session: Session,
+        row: CustomerInteraction,
+        reason: str | None,
+        seen_resends: int | None,
     ) -> tuple[ResendKind, str]:
         if row.channel not in RESENDABLE:
             raise ResendRefused("only an email or an SMS can be sent again")
@@ -211,20 +262,32 @@ class SupportService:
         if row.status is InteractionStatus.FAILED:
             return ResendKind.RETRY, row.idempotency_key
         if row.status not in SENT_OR_BEYOND:
-            raise ResendRefused("an attempt is in flight; wait until it is sent or fails")
+            if row.claim_expires_at is None:
+                raise ResendConflict(
+                    "a resend of this message is already queued: reload the page to follow it"
+                )
+            raise ResendConflict("an attempt is in flight; wait until it is sent or fails")
         if not reason:
             raise ResendRefused(
                 f"this message is already {row.status.value}: say why it must be sent again"
             )
-        earlier = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(InteractionEvent)
-            .where(
-                InteractionEvent.interaction_id == row.id,
-                InteractionEvent.outcome == "forced_resend",
+        earlier = int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(InteractionEvent)
+                .where(
+                    InteractionEvent.interaction_id == row.id,
+                    InteractionEvent.outcome == "forced_resend",
+                )
             )
+            or 0
         )
-        return ResendKind.FORCED, f"{RESEND_PREFIX}{row.interaction_uuid}:{int(earlier or 0) + 1}"
+        if seen_resends != earlier:
+            raise ResendConflict(
+                "this message was sent again after the page was shown: reload the page, "
+                "and send it again only if it is still needed"
+            )
+        return ResendKind.FORCED, f"{RESEND_PREFIX}{row.interaction_uuid}:{earlier + 1}"
 
     def _correct(
         self, session: Session, row: CustomerInteraction, address: str | None, now: datetime
@@ -254,6 +317,11 @@ class SupportService:
             contact.phone = normalised
         contact.updated_at = now
         return True
+
+
+def forced_resends(events: list[EventRecord]) -> int:
+    """How many forced resends of the interaction its history records."""
+    return sum(1 for event in events if event.outcome == "forced_resend")
 
 
 def _find(
@@ -294,5 +362,8 @@ def _event_record(event: InteractionEvent) -> EventRecord:
         attempt=event.attempt,
         provider=event.provider,
         occurred_at=event.occurred_at,
-        detail={name: detail[name] for name in SHOWN_DETAIL if name in detail},
+        detail={
+            **({"reason": event.reason} if event.reason else {}),
+            **{name: detail[name] for name in SHOWN_DETAIL if name in detail},
+        },
     )

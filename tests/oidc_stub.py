@@ -31,7 +31,8 @@ class StubProvider:
     claims: dict[str, Any] = field(
         default_factory=lambda: {"sub": "u-1", "preferred_username": "o.idc", "roles": []}
     )
-    # None, or one of "audience", "nonce", "key", "expired": what to get wrong in the token.
+    # None, or one of "audience", "nonce", "key", "expired", "issuer", "none", "hs256",
+    # "skewed": what to get wrong in the token ("skewed": issued 50 seconds in the future).
     tamper: str | None = None
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -64,14 +65,21 @@ class OidcStub:
         tamper = self.state.tamper
         claims = {
             **self.state.claims,
-            "iss": self.issuer,
+            "iss": f"{self.issuer}/elsewhere" if tamper == "issuer" else self.issuer,
             "aud": "someone-else" if tamper == "audience" else CLIENT_ID,
-            "iat": now,
-            "exp": now - 60 if tamper == "expired" else now + 300,
+            "iat": now + 50 if tamper == "skewed" else now,
+            "nbf": now + 50 if tamper == "skewed" else now,
+            "exp": now - 120 if tamper == "expired" else now + 300,
             "nonce": "another-nonce" if tamper == "nonce" else nonce,
         }
+        headers = {"kid": "k1"}
+        if tamper == "none":
+            return jwt.encode(claims, None, algorithm="none", headers=headers)
+        if tamper == "hs256":
+            # Signed with the client secret the console also holds: not the provider's key.
+            return jwt.encode(claims, CLIENT_SECRET, algorithm="HS256", headers=headers)
         key = self._stranger if tamper == "key" else self._key
-        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        return jwt.encode(claims, key, algorithm="RS256", headers=headers)
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if query.get("client_id") != CLIENT_ID or query.get("code_challenge_method") != "S256":

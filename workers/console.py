@@ -25,19 +25,27 @@ from services import validation
 from services.batches import DispatchMessage, Publisher
 from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sign_in_throttle import SignInThrottle
 from services.staff import LocalDirectory, Permission
+from services.staff_sessions import StaffSessions
 from services.support import (
     NotFound,
     NotQueued,
+    ResendConflict,
     ResendKind,
     ResendRefused,
     SupportService,
+    forced_resends,
     resend_of,
 )
 from workers.console_auth import current_user, install_auth, requires
 
 log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+
+
+# What each worker process builds once: the services behind the pages and the sign-in.
+Built = tuple[CommunicationService, SupportService, StaffSessions, SignInThrottle]
 
 
 class DispatchQueue:
@@ -57,10 +65,11 @@ def create_app(
 ) -> Flask:
     """The console WSGI app; each gunicorn worker builds its own engine on first request."""
     resolved = settings or get_settings()
-    built: dict[int, tuple[CommunicationService, SupportService]] = {}
+    built: dict[int, Built] = {}
     queue = publisher or DispatchQueue()
+    directory = LocalDirectory(resolved.console_users)
 
-    def services() -> tuple[CommunicationService, SupportService]:
+    def built_here() -> Built:
         pid = os.getpid()
         if pid not in built:
             built.clear()
@@ -69,12 +78,20 @@ def create_app(
                 # The console sends nothing itself: dispatch runs in the workers.
                 CommunicationService(factory, ProviderRegistry({}), resolved),
                 SupportService(factory, queue, resolved),
+                StaffSessions(factory, directory, resolved),
+                SignInThrottle(factory, resolved),
             )
         return built[pid]
 
+    def services() -> tuple[CommunicationService, SupportService]:
+        communication, support, _, _ = built_here()
+        return communication, support
+
     app = Flask(__name__, static_url_path="/static")
-    install_auth(app, LocalDirectory(resolved.console_users), resolved)
-    app.jinja_env.globals.update(resend_of=resend_of, ResendKind=ResendKind)
+    install_auth(app, directory, resolved, lambda: built_here()[2], lambda: built_here()[3])
+    app.jinja_env.globals.update(
+        resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
+    )
     _install_headers_and_errors(app)
     _search_routes(app, services)
     _customer_routes(app, services, resolved)
@@ -83,6 +100,14 @@ def create_app(
 
 
 Services = Callable[[], tuple[CommunicationService, SupportService]]
+# The form control a service's field name is entered in, where the two differ.
+FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+
+
+def error_input(error: object) -> str | None:
+    """The id of the form control an error is about, for aria-describedby and the summary."""
+    field = getattr(error, "field", None)
+    return FIELD_INPUTS.get(field, field) if isinstance(field, str) else None
 
 
 def _install_headers_and_errors(app: Flask) -> None:
@@ -119,9 +144,10 @@ def _search_routes(app: Flask, services: Services) -> None:
     def home() -> str:
         return render_template("console/home.html", channels=SEARCH_CHANNELS)
 
-    @app.get("/customer")
+    @app.post("/customer")
     def open_customer() -> Response | tuple[str, int]:
-        customer_id = request.args.get("customer_id", "").strip()
+        # A POST, so a phone number typed into the wrong box never lands in a URL.
+        customer_id = request.form.get("customer_id", "").strip()
         try:
             validation.customer_id(customer_id)
         except InvalidInput as exc:
@@ -215,6 +241,7 @@ def _interaction_routes(app: Flask, services: Services) -> None:
             contact=contact,
             error=error,
             form=form or {},
+            seen_resends=forced_resends(events),
         )
         return html, status
 
@@ -229,9 +256,12 @@ def _interaction_routes(app: Flask, services: Services) -> None:
                 current_user().username,
                 form["address"] or None,
                 form["reason"] or None,
+                _count(request.form.get("seen_resends", "")),
             )
         except NotFound:
             abort(404)
+        except ResendConflict as exc:
+            return interaction_page(customer_id, interaction_uuid, exc, form, 409)
         except (InvalidInput, ResendRefused) as exc:
             return interaction_page(customer_id, interaction_uuid, exc, form, 400)
         except NotQueued as exc:
@@ -248,3 +278,8 @@ def _interaction_routes(app: Flask, services: Services) -> None:
         else:
             flash(f"Resend queued as a new message, {result.idempotency_key}.")
         return redirect(url_for("customer", customer_id=customer_id), 303)
+
+
+def _count(value: str) -> int | None:
+    """A count a form carried back, or None when it carried none."""
+    return int(value) if value.isdigit() and len(value) < 10 else None

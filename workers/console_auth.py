@@ -1,8 +1,10 @@
 """Signing staff in and out of the console, and the checks every request passes first.
 
-The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure in production) holding
-the user's name, the time they signed in and the form token; roles are read from the user
-list on every request, so removing a user or a role takes effect at once. Every POST must
+Sessions live in the database (services.staff_sessions); Flask's signed cookie (HttpOnly,
+SameSite=Lax, Secure in production) carries only the session's random token and the form
+token. Every request resumes the session from the database, so sign-out, the idle timeout
+and the absolute limit hold whatever cookie is replayed; a local user's roles are read from
+the user list each time, so removing a user or a role takes effect at once. Every POST must
 carry the session's form token, compared in constant time.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -19,7 +21,9 @@ from flask import Flask, abort, g, redirect, render_template, request, session, 
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
+from services.sign_in_throttle import SignInThrottle
 from services.staff import LocalDirectory, Permission, StaffUser, same_token
+from services.staff_sessions import StaffSessions
 from workers.console_oidc import OidcClient, OidcError
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,16 @@ def configure_session(app: Flask, settings: Settings) -> None:
     key = settings.console_secret_key.get_secret_value()
     if len(key) < 32:
         raise ConsoleMisconfigured("INTERACTIONS_CONSOLE_SECRET_KEY must be 32 characters or more")
+    if (
+        settings.console_users
+        and settings.environment == "production"
+        and not settings.console_allow_local_users_in_production
+    ):
+        raise ConsoleMisconfigured(
+            "INTERACTIONS_CONSOLE_USERS lists local users, which production refuses: sign staff "
+            "in through an OpenID Connect provider, or set "
+            "INTERACTIONS_CONSOLE_ALLOW_LOCAL_USERS_IN_PRODUCTION=true where none exists"
+        )
     if not settings.console_users and not settings.console_oidc_enabled:
         raise ConsoleMisconfigured(
             "INTERACTIONS_CONSOLE_USERS is empty and no OIDC provider is configured, so no one "
@@ -94,10 +108,15 @@ def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R
     return decorate
 
 
-def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> None:
+def install_auth(
+    app: Flask,
+    directory: LocalDirectory,
+    settings: Settings,
+    staff_sessions: Callable[[], StaffSessions],
+    throttle: Callable[[], SignInThrottle],
+) -> None:
     """The sign-in pages and the checks that run before every request."""
     configure_session(app, settings)
-    longest = timedelta(minutes=settings.console_session_minutes)
 
     @app.before_request
     def check_request() -> Response | None:
@@ -107,9 +126,10 @@ def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> N
             abort(400, "The form had expired or did not come from this console. Try again.")
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        user = _signed_in(directory, longest)
+        token = session.get("sid")
+        user = staff_sessions().resume(token) if isinstance(token, str) else None
         if user is None:
-            session.pop("user", None)
+            session.pop("sid", None)
             return redirect(url_for("login"), 303)
         g.user = user
         return None
@@ -129,37 +149,58 @@ def install_auth(app: Flask, directory: LocalDirectory, settings: Settings) -> N
         return render_template("console/login.html")
 
     if settings.console_oidc_enabled:
-        install_oidc(app, OidcClient(settings), settings)
+        install_oidc(app, OidcClient(settings), settings, staff_sessions)
 
     @app.post("/login")
-    def sign_in() -> Response | tuple[str, int]:
-        user = directory.authenticate(
-            request.form.get("username", ""), request.form.get("password", "")
-        )
+    def sign_in() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int]:
+        name, address = request.form.get("username", ""), request.remote_addr or ""
+        if throttle().blocked(name, address):
+            log.warning("console sign-in refused: too many failures for the name or address")
+            minutes = settings.console_sign_in_window_minutes
+            error = (
+                f"Too many failed sign-ins. Wait {minutes} minutes and try again, "
+                "or ask the console's administrator to check your account."
+            )
+            page = render_template("console/login.html", error=error)
+            return page, 429, {"Retry-After": str(minutes * 60)}
+        user = directory.authenticate(name, request.form.get("password", ""))
         if user is None:
             log.warning("console sign-in refused")
+            throttle().failed(name, address)
             page = render_template("console/login.html", error="Wrong user name or password.")
             return page, 401
-        start_session(user, local=True)
+        throttle().succeeded(name)
+        start_session(staff_sessions(), user)
         return redirect(url_for("home"), 303)
 
     @app.post("/logout")
     def logout() -> Response:
-        session.clear()
+        end_session(staff_sessions())
         return redirect(url_for("login"), 303)
 
 
-def start_session(user: StaffUser, local: bool) -> None:
-    """A fresh session for ``user``; a provider's roles are kept in it, signed."""
-    session.clear()
+def start_session(store: StaffSessions, user: StaffUser) -> None:
+    """A new session for ``user`` under a new token; one this browser held before is ended."""
+    end_session(store)
     session.permanent = True
-    session.update(user=user.username, since=datetime.now(UTC).isoformat())
-    if not local:
-        session["roles"] = list(user.roles)
+    session["sid"] = store.open(user)
     csrf_token()
 
 
-def install_oidc(app: Flask, client: OidcClient, settings: Settings) -> None:
+def end_session(store: StaffSessions) -> None:
+    """End this browser's session in the database and clear its cookie."""
+    token = session.get("sid")
+    if isinstance(token, str):
+        store.end(token)
+    session.clear()
+
+
+def install_oidc(
+    app: Flask,
+    client: OidcClient,
+    settings: Settings,
+    staff_sessions: Callable[[], StaffSessions],
+) -> None:
     """Sign-in through the configured OpenID Connect provider."""
 
     def redirect_uri() -> str:
@@ -185,21 +226,5 @@ def install_oidc(app: Flask, client: OidcClient, settings: Settings) -> None:
         if not user.roles:
             log.warning("console sign-in refused: the provider granted no console role")
             abort(403)
-        start_session(user, local=False)
+        start_session(staff_sessions(), user)
         return redirect(url_for("home"), 303)
-
-
-def _signed_in(directory: LocalDirectory, longest: timedelta) -> StaffUser | None:
-    name, since = session.get("user"), session.get("since")
-    if not isinstance(name, str) or not isinstance(since, str):
-        return None
-    try:
-        started = datetime.fromisoformat(since)
-    except ValueError:
-        return None
-    if datetime.now(UTC) - started > longest:
-        return None
-    roles = session.get("roles")
-    if isinstance(roles, list):
-        return StaffUser(name, tuple(str(role) for role in roles))
-    return directory.lookup(name)

@@ -2,7 +2,9 @@
 
 The provider is found by its discovery document; the id_token must be RS256-signed by a key
 of its JWKS, for this client, from this issuer, unexpired, and carry the nonce this browser
-was given. Roles come from one claim, mapped to the console's roles by configuration.
+was given. The actor recorded in history is ``oidc:<sub>``, the provider's stable subject;
+the preferred_username is only shown. Roles come from one claim, mapped to the console's
+roles by configuration.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import requests
 from config.settings import Settings
 from services import validation
 from services.staff import StaffUser
+from services.staff_sessions import OIDC_PREFIX
 
 TIMEOUT_SECONDS = 5.0
+LEEWAY_SECONDS = 60
+# An actor is stored in 100 characters (interaction_events.actor, staff_sessions.actor).
+MAX_ACTOR_CHARS = 100
 
 
 class OidcError(Exception):
@@ -120,14 +126,18 @@ class OidcClient:
             str(claims.get("nonce", "")).encode(), pending["nonce"].encode()
         ):
             raise OidcError("the sign-in provider's answer was not for this sign-in")
-        name = str(claims.get("preferred_username") or claims["sub"])
-        if not name or len(name) > 100 or not validation.is_printable(name):
-            raise OidcError("the sign-in provider gave no usable user name")
+        # The subject is the provider's stable id for the person; a user name can be reused.
+        actor = f"{OIDC_PREFIX}{claims['sub']}"
+        if len(actor) > MAX_ACTOR_CHARS or not validation.is_printable(actor):
+            raise OidcError("the sign-in provider gave no usable subject")
+        shown = claims.get("preferred_username")
+        if not isinstance(shown, str) or len(shown) > 100 or not validation.is_printable(shown):
+            shown = None
         granted = claims.get(self._roles_claim) or []
         if isinstance(granted, str):
             granted = [granted]
         roles = sorted({self._role_map[r] for r in granted if r in self._role_map})
-        return StaffUser(name, tuple(roles))
+        return StaffUser(actor, tuple(roles), shown or None)
 
     def _exchange(self, code: str, pending: Mapping[str, str], redirect_uri: str) -> str:
         data = {
@@ -161,6 +171,8 @@ class OidcClient:
                 audience=self._client_id,
                 issuer=endpoints.issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                # Allows for clocks a minute apart; no more, so an expired token stays refused.
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.PyJWTError as exc:
             raise OidcError("the sign-in provider's token could not be verified") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def app(pg_db: Database, test_settings: Settings, queue: CapturedQueue) -> Flask
 
 def test_signed_out_requests_are_sent_to_sign_in(app: Flask) -> None:
     client = app.test_client()
-    for path in ("/", f"/customers/{CUSTOMER}", "/customer?customer_id=C-1"):
+    for path in ("/", f"/customers/{CUSTOMER}", "/customer"):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.location.endswith("/login"), path
     assert client.get("/login").status_code == 200
@@ -81,7 +82,10 @@ def test_the_session_cookie_is_http_only_lax_and_secure_in_production(
 ) -> None:
     for environment, secure in (("test", False), ("production", True)):
         settings = console_settings(
-            test_settings, environment=environment, broker_url="redis://127.0.0.1:6379/7"
+            test_settings,
+            environment=environment,
+            broker_url="redis://127.0.0.1:6379/7",
+            console_allow_local_users_in_production=True,
         )
         app = create_app(settings, sessions=pg_db.sessions, publisher=CapturedQueue())
         cookie = app.test_client().get("/login").headers["Set-Cookie"]
@@ -96,11 +100,28 @@ def test_the_console_will_not_start_without_a_secret_or_users_or_with_plain_cook
         ({"console_secret_key": None}, "INTERACTIONS_CONSOLE_SECRET_KEY"),
         ({"console_secret_key": "short"}, "32 characters"),
         ({"console_users": []}, "INTERACTIONS_CONSOLE_USERS is empty"),
-        ({"environment": "production", "console_cookie_secure": False}, "Secure"),
+        (
+            {"environment": "production", "console_allow_local_users_in_production": True}
+            | {"console_cookie_secure": False},
+            "Secure",
+        ),
+        ({"environment": "production"}, "ALLOW_LOCAL_USERS_IN_PRODUCTION=true"),
     )
     for changes, message in cases:
         with pytest.raises(ConsoleMisconfigured, match=message):
             create_app(console_settings(test_settings, **changes), publisher=CapturedQueue())
+
+
+def test_local_users_in_production_only_with_the_explicit_opt_in(
+    pg_db: Database, test_settings: Settings
+) -> None:
+    production = console_settings(test_settings, environment="production")
+    with pytest.raises(ConsoleMisconfigured, match="production refuses"):
+        create_app(production, sessions=pg_db.sessions, publisher=CapturedQueue())
+    opted_in = production.model_copy(update={"console_allow_local_users_in_production": True})
+    app = create_app(opted_in, sessions=pg_db.sessions, publisher=CapturedQueue())
+    client, _ = sign_in(app, "v.iewer")
+    assert "Signed in as <strong>v.iewer</strong>" in client.get("/").get_data(as_text=True)
 
 
 def test_every_form_without_its_token_is_refused(
@@ -209,6 +230,19 @@ def test_an_interactions_history_is_shown_on_its_own_page(
     assert client.get(f"/customers/{CUSTOMER}/interactions/not-a-uuid").status_code == 404
 
 
+def test_opening_a_customer_by_id_is_a_post_that_redirects_to_their_page(app: Flask) -> None:
+    client, token = sign_in(app, "v.iewer")
+    home = client.get("/").get_data(as_text=True)
+    form = home.split('action="/customer"')[0].rsplit("<form", 1)[1]
+    assert 'method="post"' in form
+    answer = client.post("/customer", data={"customer_id": " C-OPEN-1 ", "csrf_token": token})
+    assert (answer.status_code, answer.location) == (303, "/customers/C-OPEN-1")
+    typo = client.post("/customer", data={"customer_id": "613 555 0142", "csrf_token": token})
+    assert typo.status_code == 400 and "613 555 0142" not in (typo.location or "")
+    assert client.get("/customer?customer_id=C-OPEN-1").status_code == 405
+    assert client.post("/customer", data={"customer_id": "C-OPEN-1"}).status_code == 400
+
+
 def test_find_by_email_is_a_post_that_redirects_to_the_customer_id_only(
     app: Flask, service: CommunicationService
 ) -> None:
@@ -243,7 +277,13 @@ def test_archived_months_are_shown_on_request(
         cutoff = datetime(2024, 3, 1, tzinfo=UTC)
         old = seed(world.engine, cutoff - timedelta(days=40), customer_id=CUSTOMER)
         hot = seed(world.engine, cutoff + timedelta(days=3), customer_id=CUSTOMER)
+        uuid_of = sa.text("SELECT CAST(interaction_uuid AS TEXT) FROM interactions WHERE id = :i")
+        with world.engine.connect() as connection:
+            old_uuid = connection.execute(uuid_of, {"i": old}).scalar_one()
+            hot_uuid = connection.execute(uuid_of, {"i": hot}).scalar_one()
         Janitor(world.engine, world.store, world.settings).run(cutoff)
+        with world.engine.connect() as connection:
+            assert connection.execute(uuid_of, {"i": old}).all() == [], "old left the database"
         sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
         settings = console_settings(world.settings)
         app = create_app(settings, sessions=sessions, publisher=CapturedQueue())
@@ -253,7 +293,15 @@ def test_archived_months_are_shown_on_request(
         both = client.get(f"/customers/{CUSTOMER}?archived=1").get_data(as_text=True)
         assert both.count('class="entry"') == 2 and both.count(">archived</span>") == 1
         assert both.index("2024-03-04") < both.index("2024-01-21")
-        assert old != hot
+        assert f"entry-{hot_uuid}" in plain and f"entry-{old_uuid}" not in plain
+        entries = {
+            uuid: next(e for e in both.split('<li class="entry">') if f"entry-{uuid}" in e)
+            for uuid in (old_uuid, hot_uuid)
+        }
+        assert ">archived</span>" in entries[old_uuid]
+        assert f"/interactions/{old_uuid}" not in entries[old_uuid], "no history page to open"
+        assert ">archived</span>" not in entries[hot_uuid]
+        assert f"/interactions/{hot_uuid}" in entries[hot_uuid]
     finally:
         clean(pg_engine)
 
@@ -293,3 +341,60 @@ def test_add_user_prints_an_entry_the_console_signs_in_with(
     assert "(resender)" in client.get("/").get_data(as_text=True)
     short = runner.invoke(main, ["console", "add-user", "b", "--role", "viewer", "--password", "s"])
     assert short.exit_code == 2 and "12 characters or more" in short.output
+
+
+def _control(html: str, control_id: str) -> str:
+    """The opening tag of the form control with this id."""
+    found = re.search(rf'<(?:input|textarea)\s+id="{control_id}"[^>]*>', html)
+    assert found, f"no control {control_id}"
+    return found.group(0)
+
+
+def test_errors_follow_the_heading_and_are_tied_to_their_fields(
+    app: Flask, service: CommunicationService
+) -> None:
+    client = app.test_client()
+    login = client.get("/login").get_data(as_text=True)
+    assert "autofocus" not in login and "aria-invalid" not in login
+    refused = client.post(
+        "/login",
+        data={
+            "username": "r.esender",
+            "password": "wrong-password-123",
+            "csrf_token": token_of(login),
+        },
+    ).get_data(as_text=True)
+    assert refused.index("<h1>Sign in</h1>") < refused.index('role="alert"')
+    assert '<a href="#username">Wrong user name or password.</a>' in refused
+    for name in ("username", "password"):
+        tag = _control(refused, name)
+        assert 'aria-invalid="true"' in tag and 'aria-describedby="sign-in-error"' in tag
+    assert 'id="sign-in-error"' in refused
+
+    client, token = sign_in(app, "v.iewer")
+    empty = client.post(f"/customers/{CUSTOMER}/notes", data={"content": " ", "csrf_token": token})
+    page = empty.get_data(as_text=True)
+    assert page.index("<h1>") < page.index('role="alert"')
+    assert '<a href="#content">must be non-empty text</a>' in page
+    tag = _control(page, "content")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="content-error"' in tag
+    assert 'id="content-error"' in page
+
+    searched = client.post(
+        "/find", data={"channel": "email", "address": "not an address", "csrf_token": token}
+    ).get_data(as_text=True)
+    tag = _control(searched, "address")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-error"' in tag
+    assert "aria-invalid" not in _control(searched, "customer_id"), "only the field at fault"
+
+    failed = send_email(service, customer_id=CUSTOMER, recipient="bad address").interaction
+    resender, resend_token = sign_in(app, "r.esender")
+    answer = resender.post(
+        f"/customers/{CUSTOMER}/interactions/{failed.interaction_uuid}/resend",
+        data={"address": "still not an address", "csrf_token": resend_token},
+    ).get_data(as_text=True)
+    assert answer.index("<h1>") < answer.index('role="alert"')
+    assert 'href="#address"' in answer.split('role="alert"')[1].split("</div>")[0]
+    tag = _control(answer, "address")
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-hint address-error"' in tag
+    assert "aria-invalid" not in _control(answer, "reason")

@@ -7,12 +7,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from werkzeug.test import TestResponse
 
 from config.settings import Settings
+from models.event import InteractionEvent
 from tests.conftest import Database
 from tests.console_fixtures import CapturedQueue, console_settings
 from tests.oidc_stub import CLIENT_ID, CLIENT_SECRET, OidcStub
@@ -77,12 +79,46 @@ def test_a_member_of_staff_signs_in_with_pkce_and_gets_the_mapped_role(
     )
 
 
+def test_the_actor_recorded_is_the_providers_subject_not_the_user_name(
+    app: Flask, provider: OidcStub, pg_db: Database
+) -> None:
+    provider.state.claims = {
+        "sub": "3f2c-subject",
+        "preferred_username": "l.ead",
+        "client_roles": ["support-agent"],
+    }
+    client, answer, _ = _through_provider(app)
+    assert answer.status_code == 303
+    page = client.get("/").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    noted = client.post("/customers/C-OIDC-1/notes", data={"content": "hi", "csrf_token": token})
+    assert noted.status_code == 303
+    with pg_db.sessions() as session:
+        actors = set(session.scalars(sa.select(InteractionEvent.actor)))
+    assert actors == {"oidc:3f2c-subject"}
+
+
+def test_a_token_issued_by_a_clock_a_little_ahead_is_accepted(
+    app: Flask, provider: OidcStub
+) -> None:
+    provider.state.claims = {"sub": "u-10", "client_roles": ["support-agent"]}
+    provider.state.tamper = "skewed"
+    client, answer, _ = _through_provider(app)
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert "Signed in as <strong>oidc:u-10</strong> (viewer)" in client.get("/").get_data(
+        as_text=True
+    )
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
         ("audience", "could not be verified"),
         ("key", "could not be verified"),
         ("expired", "could not be verified"),
+        ("issuer", "could not be verified"),
+        ("none", "could not be verified"),
+        ("hs256", "could not be verified"),
         ("nonce", "was not for this sign-in"),
     ],
 )

@@ -116,6 +116,13 @@ def test_correcting_a_failed_email_updates_the_directory_and_the_new_attempt_use
 
     status, location, _ = _resend(client, token, failed, address=NEW)
     assert (status, location) == (303, f"/customers/{CUSTOMER}")
+    page = client.get(location).get_data(as_text=True)
+    assert "Resend queued: a new attempt on this message." in page
+    again = client.get(f"/customers/{CUSTOMER}/interactions/{failed.interaction_uuid}")
+    assert "queued or in flight" in again.get_data(as_text=True)
+    assert 'name="address"' not in again.get_data(as_text=True), "the form is not offered again"
+    status, _, page = _resend(client, token, failed, address=NEW)
+    assert status == 409 and "a resend of this message is already queued" in page
     support = SupportService(pg_db.sessions, queue, test_settings)
     assert (support.contact(CUSTOMER).email or "").lower() == NEW.lower()
     [message] = queue.messages
@@ -127,10 +134,12 @@ def test_correcting_a_failed_email_updates_the_directory_and_the_new_attempt_use
     )
     assert message.recipient is None, "the address travels through the directory, not the queue"
     [event] = _staff_events(pg_db, failed.id)
-    assert (event.actor, event.outcome, event.source) == (
+    assert (event.actor, event.outcome, event.source, event.from_status, event.to_status) == (
         "r.esender",
         "resend_requested",
         "console",
+        InteractionStatus.FAILED,
+        InteractionStatus.PENDING,
     )
     assert event.detail == {"resend_key": failed.idempotency_key, "contact_updated": True}
     with pg_db.sessions() as session:
@@ -151,8 +160,6 @@ def test_correcting_a_failed_email_updates_the_directory_and_the_new_attempt_use
         2,
     )
     assert provider.sent[-1].recipient.lower() == NEW.lower()
-    page = client.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
-    assert "Resend queued: a new attempt on this message." in page
     history = client.get(f"/customers/{CUSTOMER}/interactions/{failed.interaction_uuid}")
     text = history.get_data(as_text=True)
     assert "resend requested" in text and "by r.esender" in text and "attempt 2" in text
@@ -197,10 +204,18 @@ def test_a_delivered_email_is_resent_only_with_a_reason_as_a_new_linked_message(
     assert queue.messages == [] and _staff_events(pg_db, sent.id) == []
 
     reason = "Customer deleted it by mistake"
-    for n in (1, 2):
-        status, _, _ = _resend(client, token, sent, reason=reason)
-        assert status == 303
-        assert queue.messages[-1].idempotency_key == f"resend:{sent.interaction_uuid}:{n}"
+    page_url = f"/customers/{CUSTOMER}/interactions/{sent.interaction_uuid}"
+    assert 'name="seen_resends" value="0"' in client.get(page_url).get_data(as_text=True)
+    assert _resend(client, token, sent, reason=reason, seen_resends="0")[0] == 303
+    status, _, page = _resend(client, token, sent, reason=reason, seen_resends="0")
+    assert status == 409 and "sent again after the page was shown: reload the page" in page
+    assert _resend(client, token, sent, reason=reason)[0] == 409, "a form without the count"
+    assert [m.idempotency_key for m in queue.messages] == [f"resend:{sent.interaction_uuid}:1"]
+    # Reloaded, the page shows one resend; sending again on purpose makes the second.
+    assert 'name="seen_resends" value="1"' in client.get(page_url).get_data(as_text=True)
+    assert _resend(client, token, sent, reason=reason, seen_resends="1")[0] == 303
+    assert queue.messages[-1].idempotency_key == f"resend:{sent.interaction_uuid}:2"
+    assert len(queue.messages) == 2
     assert queue.messages[-1].batch_id is None and queue.messages[-1].recipient is None
     events = _staff_events(pg_db, sent.id)
     assert [(e.outcome, e.actor, e.from_status) for e in events] == [
@@ -209,8 +224,14 @@ def test_a_delivered_email_is_resent_only_with_a_reason_as_a_new_linked_message(
     assert events[0].detail == {
         "resend_key": f"resend:{sent.interaction_uuid}:1",
         "contact_updated": False,
-        "reason": reason,
     }
+    assert events[0].reason == reason
+    with pg_db.sessions() as session:
+        detail, sealed = session.execute(
+            sa.text("SELECT CAST(detail AS TEXT), reason FROM interaction_events WHERE id = :id"),
+            {"id": events[0].id},
+        ).one()
+    assert "mistake" not in detail and sealed.startswith("v1:") and "mistake" not in sealed
     assert service.get_history(CUSTOMER).items[0].status is InteractionStatus.DELIVERED
 
     linked = service.dispatch(**queue.messages[0].as_kwargs())
@@ -242,7 +263,7 @@ def test_an_attempt_in_flight_or_a_phone_note_cannot_be_resent(
         r for r in service.get_history(CUSTOMER).items if r.idempotency_key == "k-flight"
     )
     status, _, page = _resend(client, token, pending, address="a@example.org", reason="x")
-    assert status == 400 and "an attempt is in flight" in page
+    assert status == 409 and "an attempt is in flight" in page
     assert queue.messages == []
 
 
@@ -258,4 +279,12 @@ def test_a_broker_failure_is_reported_and_the_request_stays_in_the_history(
     client, token = sign_in(app, "r.esender")
     status, _, page = _resend(client, token, failed, address=NEW)
     assert status == 503 and "could not be queued. Try again." in page
-    assert len(_staff_events(pg_db, failed.id)) == 1
+    events = _staff_events(pg_db, failed.id)
+    assert [(e.outcome, e.from_status, e.to_status) for e in events] == [
+        ("resend_requested", InteractionStatus.FAILED, InteractionStatus.PENDING),
+        ("resend_not_queued", InteractionStatus.PENDING, InteractionStatus.FAILED),
+    ]
+    assert service.get_history(CUSTOMER).items[0].status is InteractionStatus.FAILED
+    queue.broken = False
+    assert _resend(client, token, failed, address=NEW)[0] == 303, "trying again works"
+    assert [m.idempotency_key for m in queue.messages] == [failed.idempotency_key]

@@ -10,9 +10,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models import Base
+from models.event import InteractionEvent
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
 from models.session import build_engine
 from tests.conftest import PG_URL, recreate_database
@@ -89,4 +91,42 @@ def test_a_new_channel_is_added_to_a_live_table_with_rows(
         ).all()
         assert current_revision(connection) == "9001"
     assert [tuple(row) for row in channels] == [("email", 50), ("whatsapp", 1)]
+    engine.dispose()
+
+
+def test_reasons_kept_in_clear_before_revision_0007_are_moved_and_sealed(
+    test_settings: Settings,
+) -> None:
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_reasons")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine, "0006")
+    with engine.begin() as connection:
+        interaction = connection.execute(
+            sa.text(
+                "INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key,"
+                " channel, status, attempt_count, created_at, updated_at)"
+                " VALUES (:u, 'C-1', 'k-1', 'email', 'delivered', 1, now(), now()) RETURNING id"
+            ),
+            {"u": uuid.uuid4()},
+        ).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO interaction_events (interaction_id, kind, outcome, source, detail,"
+                " occurred_at, recorded_at) VALUES (:i, 'staff_action', 'forced_resend',"
+                " 'console', CAST(:d AS JSONB), now(), now())"
+            ),
+            {"i": interaction, "d": '{"resend_key": "resend:x:1", "reason": "Ada lost it"}'},
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        detail, sealed = connection.execute(
+            sa.text("SELECT CAST(detail AS TEXT), reason FROM interaction_events")
+        ).one()
+    assert "Ada" not in detail and "resend:x:1" in detail
+    assert sealed.startswith("v1:") and "Ada" not in sealed
+    with Session(engine) as session:
+        assert session.scalars(sa.select(InteractionEvent.reason)).one() == "Ada lost it"
     engine.dispose()

@@ -54,3 +54,54 @@ def test_a_visibility_timeout_shorter_than_a_retry_is_refused(
     monkeypatch.setenv("INTERACTIONS_BROKER_VISIBILITY_TIMEOUT_SECONDS", "300")
     with pytest.raises(ValidationError, match="broker_visibility_timeout_seconds must exceed"):
         Settings()
+
+
+PRODUCTION = {
+    "INTERACTIONS_ENVIRONMENT": "production",
+    "INTERACTIONS_DATABASE_URL": "postgresql+psycopg2://u@db/interactions",
+    "INTERACTIONS_BROKER_URL": "redis://redis:6379/0",
+    "INTERACTIONS_ENCRYPTION_KEYS": '{"k1": "' + "A" * 43 + '="}',
+    "INTERACTIONS_ENCRYPTION_ACTIVE_KEY": "k1",
+    "INTERACTIONS_BLIND_INDEX_KEY": "b" * 32,
+    "INTERACTIONS_CONSOLE_OIDC_CLIENT_ID": "interactions-console",
+}
+
+
+@pytest.mark.parametrize(
+    ("issuer", "redirect", "refused"),
+    [
+        (
+            "http://sso.example.gov/realms/staff",
+            "https://console.example.gov/login/oidc/callback",
+            "OIDC_ISSUER must be an https",
+        ),
+        ("https://sso.example.gov/realms/staff", None, "OIDC_REDIRECT_URL must be set"),
+        (
+            "https://sso.example.gov/realms/staff",
+            "http://console.example.gov/login/oidc/callback",
+            "OIDC_REDIRECT_URL must be set",
+        ),
+        (
+            "https://sso.example.gov/realms/staff",
+            "https://console.example.gov/login/oidc/callback",
+            None,
+        ),
+    ],
+)
+def test_production_signs_staff_in_over_https_only(
+    monkeypatch: pytest.MonkeyPatch, issuer: str, redirect: str | None, refused: str | None
+) -> None:
+    for name, value in PRODUCTION.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("INTERACTIONS_CONSOLE_OIDC_ISSUER", issuer)
+    if redirect:
+        monkeypatch.setenv("INTERACTIONS_CONSOLE_OIDC_REDIRECT_URL", redirect)
+    else:
+        monkeypatch.delenv("INTERACTIONS_CONSOLE_OIDC_REDIRECT_URL", raising=False)
+    if refused is None:
+        assert Settings().console_oidc_enabled
+        return
+    with pytest.raises(ValidationError, match=refused):
+        Settings()
+    monkeypatch.setenv("INTERACTIONS_ENVIRONMENT", "development")
+    assert Settings().console_oidc_enabled, "plain http is fine outside production"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from models.crypto import keyring
-from models.sealing import seal_plaintext_rows
+from models.sealing import SEALED_COLUMNS, seal_plaintext_rows
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -31,8 +31,10 @@ def upgrade() -> None:
             batch.alter_column(column, type_=sa.Text(), existing_type=old)
     op.add_column("interactions", sa.Column("recipient_hash", sa.String(length=64), nullable=True))
     op.create_index("ix_interactions_recipient_hash", "interactions", ["recipient_hash"])
-    # Rows written before this revision hold personal data in clear: seal them now.
-    seal_plaintext_rows(op.get_bind(), keyring())
+    # Rows written before this revision hold personal data in clear: seal them now (the
+    # columns that exist at this revision; later ones seal their own).
+    existing = [spec for spec in SEALED_COLUMNS if spec.table != "interaction_events"]
+    seal_plaintext_rows(op.get_bind(), keyring(), existing)
 
 
 def downgrade() -> None:

@@ -1,0 +1,44 @@
+"""A sealed column for the reasons staff give, moved out of interaction_events.detail.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-28
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from models.crypto import keyring
+from models.sealing import SEALED_COLUMNS, seal_plaintext_rows
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+MOVE = {
+    "postgresql": (
+        "UPDATE interaction_events SET reason = detail->>'reason', detail = detail - 'reason' "
+        "WHERE detail ? 'reason'"
+    ),
+    "sqlite": (
+        "UPDATE interaction_events SET reason = json_extract(detail, '$.reason'), "
+        "detail = json_remove(detail, '$.reason') "
+        "WHERE json_extract(detail, '$.reason') IS NOT NULL"
+    ),
+}
+
+
+def upgrade() -> None:
+    op.add_column("interaction_events", sa.Column("reason", sa.Text(), nullable=True))
+    bind = op.get_bind()
+    # Reasons recorded before this revision sit in the JSON detail in clear: move, then seal.
+    bind.execute(sa.text(MOVE[bind.dialect.name]))
+    reasons = [spec for spec in SEALED_COLUMNS if spec.table == "interaction_events"]
+    seal_plaintext_rows(bind, keyring(), reasons)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("sealed data is not unsealed by a downgrade")
