@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["log", "notify", "smtp"]
-ConsoleRole = Literal["viewer", "resender"]
+ConsoleRole = Literal["viewer", "agent", "resender"]
 
 
 class ConsoleUser(BaseModel):
@@ -23,7 +23,7 @@ class ConsoleUser(BaseModel):
 
 
 def _same_role_names() -> dict[str, ConsoleRole]:
-    return {"viewer": "viewer", "resender": "resender"}
+    return {"viewer": "viewer", "agent": "agent", "resender": "resender"}
 
 
 class Settings(BaseSettings):

@@ -24,8 +24,9 @@ class Permission(enum.StrEnum):
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "viewer": frozenset({Permission.READ}),
     # A note records a call as it happened; it sends nothing and changes nothing sent.
-    "viewer": frozenset({Permission.READ, Permission.ADD_NOTE}),
+    "agent": frozenset({Permission.READ, Permission.ADD_NOTE}),
     "resender": frozenset({Permission.READ, Permission.ADD_NOTE, Permission.RESEND}),
 }
 

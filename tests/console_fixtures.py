@@ -22,6 +22,7 @@ SECRET = "console-test-secret-key-0123456789abcdef"
 _HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 USERS = [
     ConsoleUser(username="v.iewer", password_hash=_HASH, roles=["viewer"]),  # type: ignore[arg-type]
+    ConsoleUser(username="a.gent", password_hash=_HASH, roles=["agent"]),  # type: ignore[arg-type]
     ConsoleUser(username="r.esender", password_hash=_HASH, roles=["resender"]),  # type: ignore[arg-type]
 ]
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -27,7 +27,7 @@ def console() -> None:
     type=click.Choice(sorted(ROLE_PERMISSIONS)),
     multiple=True,
     required=True,
-    help="viewer: read and add phone notes; resender: also correct addresses and resend.",
+    help="viewer: read only; agent: also add phone notes; resender: also correct and resend.",
 )
 @click.password_option(help="Asked for (twice) when not given; 12 characters or more.")
 def add_user(username: str, roles: tuple[str, ...], password: str) -> None:

@@ -154,7 +154,7 @@ def test_staff_correct_a_bounced_email_and_see_the_resend_delivered(
     (artifacts / "visited.json").write_text(json.dumps(visited, indent=1))
 
 
-def test_a_viewer_adds_a_note_by_keyboard_and_is_not_offered_a_resend(
+def test_an_agent_adds_a_note_by_keyboard_and_is_not_offered_a_resend(
     pipeline: Pipeline, browser: Browser, artifacts: Path, console: ConsoleServer
 ) -> None:
     registry = ProviderRegistry.from_settings(pipeline.settings)
@@ -163,25 +163,25 @@ def test_a_viewer_adds_a_note_by_keyboard_and_is_not_offered_a_resend(
     assert failed.interaction.status.value == "failed"
     page = browser.new_page()
     page.goto(f"{console.url}/login")
-    page.get_by_label("User name", exact=True).fill("v.iewer")
+    page.get_by_label("User name", exact=True).fill("a.gent")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.keyboard.press("Enter")
-    expect(page.get_by_text("Signed in as")).to_contain_text("v.iewer")
+    expect(page.get_by_text("Signed in as")).to_contain_text("a.gent")
     page.goto(f"{console.url}/customers/{CUSTOMER}")
     page.get_by_label("What was said", exact=True).fill("Called back: all sorted.")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("Phone note recorded.")
-    expect(page.locator(".entry").first).to_contain_text("Noted by v.iewer")
+    expect(page.locator(".entry").first).to_contain_text("Noted by a.gent")
     page.goto(
         f"{console.url}/customers/{CUSTOMER}/interactions/{failed.interaction.interaction_uuid}"
     )
     expect(page.locator(".history")).to_contain_text("attempt started")
     expect(page.get_by_role("button", name=re.compile("resend|Send again"))).to_have_count(0)
-    page.screenshot(path=artifacts / "viewer.png", full_page=True)
+    page.screenshot(path=artifacts / "agent.png", full_page=True)
 
     # 200% zoom of a 1280-pixel window: the page reflows, nothing scrolls sideways.
     page.set_viewport_size({"width": 640, "height": 900})
     page.goto(f"{console.url}/customers/{CUSTOMER}")
-    page.screenshot(path=artifacts / "viewer-200-percent.png", full_page=True)
+    page.screenshot(path=artifacts / "agent-200-percent.png", full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

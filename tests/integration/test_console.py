@@ -161,26 +161,26 @@ def test_a_form_token_is_bound_to_its_session(app: Flask, service: Communication
 def test_a_note_is_recorded_with_its_author_and_the_staff_action(
     app: Flask, service: CommunicationService, pg_db: Database
 ) -> None:
-    client, token = sign_in(app, "v.iewer")
+    client, token = sign_in(app, "a.gent")
     answer = client.post(
         f"/customers/{CUSTOMER}/notes",
         data={"content": "Called: says the email never came.", "csrf_token": token},
     )
     assert answer.status_code == 303 and answer.location.endswith(f"/customers/{CUSTOMER}")
     [note] = service.get_history(CUSTOMER).items
-    assert note.author == "v.iewer" and note.body_content == "Called: says the email never came."
+    assert note.author == "a.gent" and note.body_content == "Called: says the email never came."
     with pg_db.sessions() as session:
         event = session.scalars(
             sa.select(InteractionEvent).where(InteractionEvent.interaction_id == note.id)
         ).one()
     assert (event.kind, event.actor, event.outcome) == (
         EventKind.STAFF_ACTION,
-        "v.iewer",
+        "a.gent",
         "note_added",
     )
     page = client.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
     assert "Phone note recorded." in page and "says the email never came." in page
-    assert "Noted by v.iewer" in page
+    assert "Noted by a.gent" in page
 
     empty = client.post(f"/customers/{CUSTOMER}/notes", data={"content": "  ", "csrf_token": token})
     assert empty.status_code == 400 and "must be non-empty text" in empty.get_data(as_text=True)
@@ -371,7 +371,7 @@ def test_errors_follow_the_heading_and_are_tied_to_their_fields(
         assert 'aria-invalid="true"' in tag and 'aria-describedby="sign-in-error"' in tag
     assert 'id="sign-in-error"' in refused
 
-    client, token = sign_in(app, "v.iewer")
+    client, token = sign_in(app, "a.gent")
     empty = client.post(f"/customers/{CUSTOMER}/notes", data={"content": " ", "csrf_token": token})
     page = empty.get_data(as_text=True)
     assert page.index("<h1>") < page.index('role="alert"')
@@ -398,3 +398,14 @@ def test_errors_follow_the_heading_and_are_tied_to_their_fields(
     tag = _control(answer, "address")
     assert 'aria-invalid="true"' in tag and 'aria-describedby="address-hint address-error"' in tag
     assert "aria-invalid" not in _control(answer, "reason")
+
+
+def test_a_viewer_reads_but_cannot_add_a_note(app: Flask, pg_db: Database) -> None:
+    client, token = sign_in(app, "v.iewer")
+    page = client.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
+    assert "What was said" not in page, "a viewer is not offered the note form"
+    refused = client.post(
+        f"/customers/{CUSTOMER}/notes", data={"content": "Called.", "csrf_token": token}
+    )
+    assert refused.status_code == 403
+    assert pg_db.counts()["interactions"] == 0 and pg_db.counts()["interaction_events"] == 0

@@ -37,7 +37,11 @@ def app(pg_db: Database, test_settings: Settings, provider: OidcStub) -> Flask:
         console_oidc_client_id=CLIENT_ID,
         console_oidc_client_secret=SecretStr(CLIENT_SECRET),
         console_oidc_roles_claim="client_roles",
-        console_oidc_role_map={"support-agent": "viewer", "support-lead": "resender"},
+        console_oidc_role_map={
+            "support-reader": "viewer",
+            "support-agent": "agent",
+            "support-lead": "resender",
+        },
     )
     return create_app(settings, sessions=pg_db.sessions, publisher=CapturedQueue())
 
@@ -101,7 +105,7 @@ def test_the_actor_recorded_is_the_providers_subject_not_the_user_name(
 def test_a_token_issued_by_a_clock_a_little_ahead_is_accepted(
     app: Flask, provider: OidcStub
 ) -> None:
-    provider.state.claims = {"sub": "u-10", "client_roles": ["support-agent"]}
+    provider.state.claims = {"sub": "u-10", "client_roles": ["support-reader"]}
     provider.state.tamper = "skewed"
     client, answer, _ = _through_provider(app)
     assert answer.status_code == 303, answer.get_data(as_text=True)
