@@ -323,7 +323,10 @@ class CommunicationService:
             return InteractionRecord.of(row)
 
     def upsert_contact(self, customer_id: str, email: str | None, phone: str | None) -> None:
-        """Put a customer's addresses in the contact directory, normalised."""
+        """Put a customer's addresses in the contact directory, normalised.
+
+        An address given as None is left as it was: correcting the email keeps the phone.
+        """
         customer = validation.customer_id(customer_id)
         clean_email = validation.email_address(email) if email else None
         clean_phone = (
@@ -331,11 +334,11 @@ class CommunicationService:
         )
         with self._sessions() as session, session.begin():
             contact = session.get(Contact, customer) or Contact(customer_id=customer)
-            contact.email, contact.phone, contact.updated_at = (
-                clean_email,
-                clean_phone,
-                self._clock(),
-            )
+            if clean_email is not None:
+                contact.email = clean_email
+            if clean_phone is not None:
+                contact.phone = clean_phone
+            contact.updated_at = self._clock()
             session.add(contact)
 
 

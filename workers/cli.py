@@ -113,7 +113,7 @@ def note(customer_id: str, content: str, author: str) -> None:
 @click.option("--email", default=None)
 @click.option("--phone", default=None)
 def contact(customer_id: str, email: str | None, phone: str | None) -> None:
-    """Put a customer's email address and phone number in the contact directory."""
+    """Put a customer's email address or phone number (or both) in the contact directory."""
     try:
         build_service().upsert_contact(customer_id, email, phone)
     except InvalidInput as exc:

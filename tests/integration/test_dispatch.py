@@ -153,6 +153,16 @@ def test_the_contact_directory_supplies_missing_recipients(
     assert [m.recipient for m in provider.sent] == ["Grace@example.org", "+16135550101"]
 
 
+def test_giving_one_address_keeps_the_other(
+    service: CommunicationService, provider: FakeProvider
+) -> None:
+    service.upsert_contact("C-8", "ada@example.org", "613 555 0102")
+    service.upsert_contact("C-8", "ada.l@example.org", None)
+    service.dispatch("C-8", "sms", "reminder", {}, unique_key())
+    send_email(service, customer_id="C-8", recipient=None)
+    assert [m.recipient for m in provider.sent] == ["+16135550102", "ada.l@example.org"]
+
+
 def test_a_customer_with_no_contact_is_recorded_failed(
     service: CommunicationService, provider: FakeProvider, db: Database
 ) -> None:
