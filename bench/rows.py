@@ -146,7 +146,7 @@ def customer_id(n: int) -> str:
 
 def address(channel: str, customer: int) -> str:
     """The normalised address of a customer on ``channel``, as the blind index reads it."""
-    return f"c{customer}@example.org" if channel == "email" else f"+1613{customer:07d}"
+    return f"c{customer}@example.org" if channel == "email" else f"+1613{4_000_000 + customer:07d}"
 
 
 def chunk_text(shape: Shape, pool: SealedPool, chunk: Chunk) -> ChunkText:
