@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -260,7 +261,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="generating processes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM ANALYZE")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     report = generate(
         args.database_url,
@@ -272,7 +273,8 @@ def main() -> None:
         vacuum=not args.no_vacuum,
     )
     if args.json:
-        print(json.dumps({**asdict(report), "rows_per_second": report.rows_per_second}))
+        figures = {**asdict(report), "rows_per_second": report.rows_per_second}
+        Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

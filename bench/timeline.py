@@ -29,6 +29,7 @@ from bench.generate import DEFAULT_URL, generate
 from bench.rows import address, customer_id
 from config.settings import Settings
 from models.enums import InteractionStatus
+from models.interaction import CustomerInteraction
 from models.migrate import upgrade
 from models.session import build_engine, session_factory
 from providers.log import LogProvider
@@ -172,7 +173,21 @@ class Workload:
 
             return call
 
+        ids = [rng.randint(1, self.rows) for _ in range(self.samples)]
+
+        def by_id(ident: int) -> Callable[[], Any]:
+            def call() -> Any:
+                with self.sessions() as session:
+                    return session.get(CustomerInteraction, ident)
+
+            return call
+
         return [
+            self.measure(
+                "baseline: one interaction by primary key",
+                [by_id(i) for i in ids],
+                goal=False,
+            ),
             self.measure(
                 "timeline first page: random customers",
                 [lambda c=c: service.get_history(c, PAGE) for c in randoms],
