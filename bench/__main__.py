@@ -150,12 +150,15 @@ def estimate(quick: bool) -> str:
 
 
 def hold_lock() -> Any:
-    """The shared benchmark lock, waited for when someone else holds it."""
+    """The shared benchmark lock, waited for when someone else holds it.
+
+    Taken here, so wrapping this command in ``flock`` on the same file would wait forever.
+    """
     handle = LOCK.open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"waiting for {LOCK} (another benchmark is running) ...", file=sys.stderr)
+        print(f"waiting for {LOCK}: another benchmark holds it", file=sys.stderr)
         fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
 
