@@ -105,7 +105,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
         ),
         "pipeline": (
             "bench.pipeline",
-            ["--recipients", "400", "--producer-recipients", "5000"] if quick else [],
+            ["--recipients", "1000", "--producer-recipients", "20000"] if quick else [],
             {
                 "BENCH_DATABASE_URL": database("bench_scale_pipeline"),
                 "BENCH_BROKER_URL": f"{REDIS}/10",
@@ -113,7 +113,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
         ),
         "webhooks": (
             "bench.webhooks",
-            ["--settings", "2x4", "--requests", "1500", "--warmup", "200", "--processes", "1"]
+            ["--settings", "2x4", "--requests", "3000", "--warmup", "300", "--processes", "1"]
             if quick
             else ["--settings", "2x4,2x8,4x2"],
             {
@@ -123,7 +123,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
         ),
         "archive": (
             "bench.archive",
-            ["--rows", "30000", "--dispatchers", "0"] if quick else [],
+            ["--rows", "50000", "--dispatchers", "0"] if quick else [],
             {
                 "INTERACTIONS_BENCH_DATABASE_URL": database("postgres"),
                 "BENCH_ARCHIVE_DATABASE": "bench_scale_archive",
@@ -131,7 +131,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
         ),
         "timeline": (
             "bench.timeline",
-            ["--sizes", sizes, "--reuse", "--samples", "200" if quick else "1000"],
+            ["--sizes", sizes, "--reuse", "--samples", "500" if quick else "1000"],
             {"BENCH_SCALE_DATABASE_URL": database("bench_scale")},
         ),
     }
