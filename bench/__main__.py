@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,9 +140,9 @@ def estimate(quick: bool) -> str:
     """How long the run will take, from what past runs on two cores took."""
     if quick:
         return "about 2 minutes"
-    minutes = 4 + 6 + 4 + 3 + 3  # generate 1M, pipeline, webhooks x3 settings, archive, timeline
+    minutes = 1 + 2 + 3 + 2 + 1  # generate 1M, pipeline, webhooks x3 settings, archive, timeline
     if not exists("bench_scale_10m"):
-        minutes += 10
+        minutes += 6
     if not exists("bench_scale_1m"):
         minutes += 1
     return f"about {minutes} minutes"
@@ -180,19 +179,20 @@ def main() -> None:
     if args.only:
         steps = {name: step for name, step in steps.items() if name in args.only.split(",")}
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        run = Runner(Path(tmp))
-        for name, (module, module_args, env) in steps.items():
-            results[name] = run(name, module, module_args, env)
-            if name == "generate":
-                drop("bench_scale_generate")
-        seconds = time.perf_counter() - started
-        rows = rows_of(results)
-        lock.close()
-        print()
-        print(table(rows))
-        print(f"\n{'quick' if args.quick else 'full'} run took {seconds:.0f} s")
-        write(Path(args.json), args.quick, seconds, rows, results, run.seconds)
+    logs = OUT / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run = Runner(logs)
+    for name, (module, module_args, env) in steps.items():
+        results[name] = run(name, module, module_args, env)
+        if name == "generate":
+            drop("bench_scale_generate")
+    seconds = time.perf_counter() - started
+    rows = rows_of(results)
+    lock.close()
+    print()
+    print(table(rows))
+    print(f"\n{'quick' if args.quick else 'full'} run took {seconds:.0f} s; logs in {logs}")
+    write(Path(args.json), args.quick, seconds, rows, results, run.seconds)
 
 
 def write(

@@ -96,6 +96,7 @@ def _timeline(r: dict[str, Any]) -> list[Row]:
                 continue
             goal = f"p99 < {TIMELINE_GOAL_MS:g} ms, no seq scan" if f["goal"] else ""
             note = f"p50 {f['p50_ms']:.2f} ms, n={f['samples']}"
+            note += f"; first pass p99 {f['first_pass_p99_ms']:.1f} ms"
             if f["seq_scan"]:
                 note += ", SEQ SCAN"
             rows.append(

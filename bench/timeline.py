@@ -4,9 +4,10 @@
     .venv/bin/python -m bench.timeline --sizes 10m --reuse # the 10M database kept from before
 
 Every figure times the service's own call (CommunicationService.get_history, the status
-apply's find_by_reference, batch_status) on a warm cache; the SQL each call sent is captured
-and run again under EXPLAIN (ANALYZE, BUFFERS), saved under var/bench/plans/, and a plan
-that reads interactions or interaction_events from end to end is reported.
+apply's find_by_reference, batch_status), each call twice: the figures are of the second
+pass, on a warm cache, and the first pass's p99 is given beside them. The SQL each call sent
+is captured and run again under EXPLAIN (ANALYZE, BUFFERS), saved under var/bench/plans/,
+and a plan that reads interactions or interaction_events from end to end is reported.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ class Figure:
     max_ms: float
     seq_scan: bool
     plan_file: str
+    first_pass_p99_ms: float  # the same calls on the cache as the run found it
     goal: bool = True  # held to the 5 ms goal
 
     @property
@@ -113,17 +115,14 @@ class Workload:
     def close(self) -> None:
         self.engine.dispose()
 
-    def measure(
-        self, name: str, calls: list[Callable[[], Any]], goal: bool = True, warm: int = 50
-    ) -> Figure:
-        """Time every call, then EXPLAIN what the first few sent."""
-        for call in calls[:warm]:
-            call()
-        latencies = []
-        for call in calls:
-            started = time.perf_counter()
-            call()
-            latencies.append((time.perf_counter() - started) * 1000)
+    def measure(self, name: str, calls: list[Callable[[], Any]], goal: bool = True) -> Figure:
+        """Time every call twice (the figure is the second pass), then EXPLAIN the first few.
+
+        The first pass reads from disk what the cache does not hold; the second measures the
+        queries on a warm cache, as a primary with enough memory for its hot set serves them.
+        """
+        first = [self.time(call) for call in calls]
+        latencies = [self.time(call) for call in calls]
         with plans.capture(self.engine) as captured:
             for call in calls[:3]:
                 call()
@@ -139,8 +138,16 @@ class Workload:
             max(latencies),
             any(plan.seq_scan for plan in explained),
             str(path),
+            percentile(first, 0.99),
             goal,
         )
+
+    @staticmethod
+    def time(call: Callable[[], Any]) -> float:
+        """Milliseconds one call took."""
+        started = time.perf_counter()
+        call()
+        return (time.perf_counter() - started) * 1000
 
     def figures(self) -> list[Figure]:
         service, rng = self.service, self.rng
@@ -228,13 +235,11 @@ class Workload:
                 "poll_unfinished: SENT with no outcome",
                 [lambda: poller._unfinished(now)] * 20,  # the query alone
                 goal=False,
-                warm=2,
             ),
             self.measure(
                 "producer already-sent check: 1,000 keys",
                 [lambda k=k: producer._already_sent(k) for k in chunks],
                 goal=False,
-                warm=1,
             ),
         ]
 
@@ -301,13 +306,16 @@ def run(sizes: list[str], samples: int, reuse: bool) -> dict[str, Any]:
 
 
 def report(size: str, figures: list[Figure]) -> None:
-    print(f"\n{size} interactions ({datetime.now(UTC) - timedelta(0):%H:%M} UTC)")
-    print(f"{'query':<56}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  seq scan  goal")
+    print(f"\n{size} interactions ({datetime.now(UTC):%H:%M} UTC)")
+    print(
+        f"{'query':<56}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'1st p99':>9}"
+        "  seq scan  goal"
+    )
     for f in figures:
         verdict = ("met" if f.met else "MISSED") if f.goal else "-"
         print(
             f"{f.name:<56}{f.samples:>6}{f.p50_ms:>9.2f}{f.p99_ms:>9.2f}{f.max_ms:>9.2f}"
-            f"  {'YES' if f.seq_scan else 'no':<8}  {verdict}"
+            f"{f.first_pass_p99_ms:>9.2f}  {'YES' if f.seq_scan else 'no':<8}  {verdict}"
         )
 
 
