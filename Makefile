@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,11 @@ unit: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+## every benchmark beside its baseline, one table (var/bench/results.json); ARGS=--quick for small counts
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+## the same figures at small counts, in under two minutes
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick

@@ -11,6 +11,7 @@ rate, its ratio to COPY, its memory over the run and the dispatch latency before
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from services.archive.storage import LocalStore
 from services.communication import CommunicationService
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE = "interactions_bench_archive"
+DATABASE = os.environ.get("BENCH_ARCHIVE_DATABASE", "interactions_bench_archive")
 BASE_URL = os.environ.get(
     "INTERACTIONS_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
@@ -251,14 +252,26 @@ def outcome(url: str, archive_dir: Path) -> tuple[Any, int, float, Any]:
     return totals, left, time.perf_counter() - started, audit
 
 
-def main() -> None:
+def write_json(path: str | None, numbers: dict[str, Any]) -> None:
+    """The figures as numbers, for ``python -m bench``; nothing when no path was given."""
+    if path:
+        Path(path).write_text(json.dumps(numbers, indent=2))
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="interactions past the cutoff")
     parser.add_argument("--events", type=int, default=2, help="events per interaction")
     parser.add_argument("--dispatchers", type=int, default=4, help="dispatching threads")
     parser.add_argument("--dispatch-rate", type=float, default=40.0, help="dispatches a second")
     parser.add_argument("--keep", action="store_true", help="keep the database and the files")
-    args = parser.parse_args()
+    parser.add_argument("--json", help="also write the figures, as numbers, to this file")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     url = sa.engine.make_url(BASE_URL).set(database=DATABASE).render_as_string(False)
     admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
@@ -319,6 +332,11 @@ def main() -> None:
         f"dispatch latency ms p50/p95/p99/max, during: {spread(latencies.during)} ({during:.0f}/s)"
     )
     print(f"dispatch errors: {latencies.errors}")
+    write_json(
+        args.json,
+        {"rows": moved, "janitor_rows_per_s": rate, "copy_rows_per_s": copy_rows}
+        | {"peak_rss_mib": peak, "expired_left": left, "verify_failed": failed},
+    )
 
 
 if __name__ == "__main__":

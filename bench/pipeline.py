@@ -69,6 +69,7 @@ class Bench:
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.app = create_app(self.settings)
         self.publisher = CeleryPublisher(self.app)
+        self.numbers: dict[str, float] = {}
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTERACTIONS_")}
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--producer-recipients", type=int, default=100_000)
     parser.add_argument("--memory", action="store_true", help="also measure producer memory")
+    parser.add_argument("--json", help="also write the figures, as numbers, to this file")
     args = parser.parse_args()
 
     from tests.conftest import recreate_database
@@ -208,6 +210,8 @@ def main() -> None:
             figures = run(bench, args)
         finally:
             bench.stub.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(bench.numbers, indent=2))
     width = max(len(k) for k in figures)
     print(f"\nworkers={args.workers} threads={args.concurrency} prefetch={args.prefetch}")
     for name, value in figures.items():
@@ -221,6 +225,14 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, str]:
     slow = bench.end_to_end_rate(n, args.latency_ms)
     producer = bench.producer_rate(args.producer_recipients)
     loop = bench.apply_async_rate(args.producer_recipients)
+    bench.numbers.update(
+        noop_tasks_per_s=noop,
+        dispatches_per_s=fast,
+        dispatches_per_s_slow=slow,
+        slow_latency_ms=args.latency_ms,
+        producer_per_s=producer,
+        apply_async_per_s=loop,
+    )
     figures = {
         "no-op tasks/s": f"{noop:,.0f}",
         "end-to-end dispatches/s, stub 0 ms": f"{fast:,.0f}",

@@ -584,6 +584,23 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {value}")
 
 
+def write_json(rows: list[Row], path: Path) -> None:
+    """The best setting's figures as numbers, for ``python -m bench``."""
+    best = max(rows, key=lambda row: row.real.rate)
+    numbers = {
+        "setting": str(best.setting),
+        "callbacks_per_s": best.real.rate,
+        "p50_ms": best.real.percentile_ms(0.5),
+        "p99_ms": best.real.percentile_ms(0.99),
+        "not_2xx": best.real.not_2xx,
+        "stored": best.stored,
+        "answered_202": best.real.statuses.get(202, 0),
+        "bare_per_s": best.bare.rate,
+        "bare_p99_ms": best.bare.percentile_ms(0.99),
+    }
+    path.write_text(json.dumps(numbers, indent=2))
+
+
 def main() -> None:
     """Measure every setting, print the figures; exit 1 if one failed or a 202 went unstored."""
     parser = argparse.ArgumentParser(
@@ -600,6 +617,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--connections", type=int, default=6, help="connections per process")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per run, at most")
+    parser.add_argument("--json", help="also write the best setting's figures to this file")
     args = parser.parse_args()
     settings = [ServerSetting.parse(text) for text in args.settings.split(",")]
     # SIGTERM unwinds like Ctrl-C, so every finally stops what this run started.
@@ -623,6 +641,8 @@ def main() -> None:
         print(f"FAILED {failure}")
     if rows:
         report(rows, args)
+        if args.json:
+            write_json(rows, Path(args.json))
     if failed or any(row.stored != row.real.statuses.get(202, 0) for row in rows):
         sys.exit(1)
 

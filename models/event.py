@@ -18,8 +18,14 @@ class InteractionEvent(Base):
 
     __tablename__ = "interaction_events"
     __table_args__ = (
-        sa.UniqueConstraint(
-            "provider", "provider_event_id", name="uq_interaction_events_provider_event"
+        # Only provider receipts carry an event id; dispatch's own events (most rows) stay out.
+        sa.Index(
+            "uq_interaction_events_provider_event",
+            "provider",
+            "provider_event_id",
+            unique=True,
+            postgresql_where=sa.text("provider_event_id IS NOT NULL"),
+            sqlite_where=sa.text("provider_event_id IS NOT NULL"),
         ),
         sa.Index("ix_interaction_events_interaction", "interaction_id", "id"),
         sa.Index(

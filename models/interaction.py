@@ -37,6 +37,20 @@ class CustomerInteraction(Base):
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
         ),
+        # poll_unfinished: the few SENT rows still waiting for a receipt, oldest first.
+        sa.Index(
+            "ix_interactions_unfinished",
+            "sent_at",
+            postgresql_where=sa.text("status = 'sent' AND outcome_unknown_at IS NULL"),
+            sqlite_where=sa.text("status = 'sent' AND outcome_unknown_at IS NULL"),
+        ),
+        # batch-status counts the outcomes never known without reading the batch's rows.
+        sa.Index(
+            "ix_interactions_outcome_unknown",
+            "batch_id",
+            postgresql_where=sa.text("outcome_unknown_at IS NOT NULL"),
+            sqlite_where=sa.text("outcome_unknown_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
