@@ -120,13 +120,32 @@ def test_reasons_kept_in_clear_before_revision_0007_are_moved_and_sealed(
             ),
             {"i": interaction, "d": '{"resend_key": "resend:x:1", "reason": "Ada lost it"}'},
         )
+        # A provider's failure reason is not a staff reason: it stays where it was.
+        connection.execute(
+            sa.text(
+                "INSERT INTO interaction_events (interaction_id, kind, outcome, source, detail,"
+                " occurred_at, recorded_at) VALUES (:i, 'provider_event', 'applied',"
+                " 'callback:notify', CAST(:d AS JSONB), now(), now())"
+            ),
+            {"i": interaction, "d": '{"reason": "permanent-failure"}'},
+        )
     upgrade(engine)
     with engine.connect() as connection:
         detail, sealed = connection.execute(
-            sa.text("SELECT CAST(detail AS TEXT), reason FROM interaction_events")
+            sa.text(
+                "SELECT CAST(detail AS TEXT), reason FROM interaction_events"
+                " WHERE kind = 'staff_action'"
+            )
+        ).one()
+        provider_detail, provider_reason = connection.execute(
+            sa.text(
+                "SELECT CAST(detail AS TEXT), reason FROM interaction_events"
+                " WHERE kind = 'provider_event'"
+            )
         ).one()
     assert "Ada" not in detail and "resend:x:1" in detail
     assert sealed.startswith("v1:") and "Ada" not in sealed
+    assert "permanent-failure" in provider_detail and provider_reason is None
     with Session(engine) as session:
-        assert session.scalars(sa.select(InteractionEvent.reason)).one() == "Ada lost it"
+        assert set(session.scalars(sa.select(InteractionEvent.reason))) == {"Ada lost it", None}
     engine.dispose()

@@ -21,12 +21,12 @@ depends_on: str | Sequence[str] | None = None
 MOVE = {
     "postgresql": (
         "UPDATE interaction_events SET reason = detail->>'reason', detail = detail - 'reason' "
-        "WHERE detail ? 'reason'"
+        "WHERE kind = 'staff_action' AND detail ? 'reason'"
     ),
     "sqlite": (
         "UPDATE interaction_events SET reason = json_extract(detail, '$.reason'), "
         "detail = json_remove(detail, '$.reason') "
-        "WHERE json_extract(detail, '$.reason') IS NOT NULL"
+        "WHERE kind = 'staff_action' AND json_extract(detail, '$.reason') IS NOT NULL"
     ),
 }
 
@@ -34,7 +34,8 @@ MOVE = {
 def upgrade() -> None:
     op.add_column("interaction_events", sa.Column("reason", sa.Text(), nullable=True))
     bind = op.get_bind()
-    # Reasons recorded before this revision sit in the JSON detail in clear: move, then seal.
+    # Staff reasons recorded before this revision sit in the JSON detail in clear: move, then
+    # seal. Providers' failure reasons stay in the detail: they are redacted by construction.
     bind.execute(sa.text(MOVE[bind.dialect.name]))
     reasons = [spec for spec in SEALED_COLUMNS if spec.table == "interaction_events"]
     seal_plaintext_rows(bind, keyring(), reasons)
