@@ -2,7 +2,8 @@
 
     python -m bench.archive [--rows 1000000] [--events 2] [--keep]
 
-Builds its own database (interactions_bench_archive, dropped afterwards), times COPY ... TO
+Builds its own database (interactions_bench_archive, or as INTERACTIONS_BENCH_ARCHIVE_DATABASE
+says; dropped afterwards), times COPY ... TO
 of the rows to move, then runs ``interactions archive run`` as a subprocess while threads
 dispatch messages through CommunicationService on the same database, and prints the janitor's
 rate, its ratio to COPY, its memory over the run and the dispatch latency before and during.
@@ -37,7 +38,7 @@ from services.archive.storage import LocalStore
 from services.communication import CommunicationService
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE = "interactions_bench_archive"
+DATABASE = os.environ.get("INTERACTIONS_BENCH_ARCHIVE_DATABASE", "interactions_bench_archive")
 BASE_URL = os.environ.get(
     "INTERACTIONS_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
