@@ -47,11 +47,12 @@ ORDER BY 1
 _LINES = f"""
 SELECT '{{"interaction":' || row_to_json(i)::text || ',"events":[' || coalesce(ev.json, '') || ']}}'
 FROM {INTERACTIONS} AS i
-LEFT JOIN LATERAL (
-  SELECT string_agg(row_to_json(e)::text, ',' ORDER BY e.id) AS json
+LEFT JOIN (
+  SELECT e.interaction_id, string_agg(row_to_json(e)::text, ',' ORDER BY e.id) AS json
   FROM {EVENTS} AS e
-  WHERE e.interaction_id = i.id
-) AS ev ON true
+  WHERE e.interaction_id >= %(first_id)s AND e.interaction_id <= %(last_id)s
+  GROUP BY e.interaction_id
+) AS ev ON ev.interaction_id = i.id
 WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at >= %(start)s AND i.created_at < %(end)s
   AND i.status <> 'pending'
 ORDER BY i.id
@@ -169,7 +170,13 @@ def _read(connection: Connection, window: Window, cutoff: datetime, level: int) 
     with raw.cursor() as cursor:
         for month, rows, first_id, last_id, first_at, last_at, events, customers in months:
             start, end = format.month_bounds(month)
-            bounds = {**params, "start": start, "end": min(end, cutoff)}
+            bounds = {
+                **params,
+                "start": start,
+                "end": min(end, cutoff),
+                "first_id": first_id,
+                "last_id": last_id,
+            }
             target = _Compressing(level)
             # COPY takes no bound parameters: psycopg2 quotes the values into the statement.
             query = cursor.mogrify(_LINES, bounds).decode()
