@@ -2,10 +2,11 @@
 
     python -m bench.archive [--rows 1000000] [--events 2] [--keep]
 
-Builds its own database (interactions_bench_archive, dropped afterwards), times COPY ... TO
-of the rows to move, then runs ``interactions archive run`` as a subprocess while threads
-dispatch messages through CommunicationService on the same database, and prints the janitor's
-rate, its ratio to COPY, its memory over the run and the dispatch latency before and during.
+Builds its own database (interactions_bench_archive, or BENCH_ARCHIVE_DATABASE;
+dropped afterwards), times COPY ... TO of the rows to move, then runs ``interactions archive
+run`` as a subprocess while threads dispatch messages through CommunicationService on the same
+database, and prints the janitor's rate, its ratio to COPY, its memory over the run and the
+dispatch latency before and during.
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     archive_cold_years: int = Field(default=7, ge=1)
     # Interactions per id window: each window is read, written and deleted on its own.
     archive_chunk_rows: int = Field(default=50_000, ge=10, le=1_000_000)
-    archive_zstd_level: int = Field(default=3, ge=1, le=19)
+    # Level 1 compresses the ledger's lines 1.7 times as fast as level 3, to files no larger
+    # (bench.archive); higher levels trade the janitor's speed for smaller files.
+    archive_zstd_level: int = Field(default=1, ge=1, le=19)
     # The one read that finds the expired id range may scan that range; nothing waits on it.
     archive_plan_timeout_seconds: int = Field(default=900, ge=1)
     archive_task_time_limit_seconds: int = Field(default=6 * 3600, ge=60)

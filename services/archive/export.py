@@ -3,13 +3,15 @@
 The window is read inside a REPEATABLE READ transaction that stays open until its rows are
 deleted: the delete then removes exactly the rows that were read, and PostgreSQL refuses
 (a serialization failure) if any of them, or any of their events, changed in between.
+
+PostgreSQL writes each file's JSON Lines itself, through ``COPY ... TO STDOUT``: the lines
+stream straight into the hash and the compressor, with no row ever becoming a Python object.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -18,26 +20,42 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
-from services.archive import format
+from services.archive import copytext, format
 from services.archive.bloom import CustomerFilter
 
 INTERACTIONS = CustomerInteraction.__tablename__
 EVENTS = InteractionEvent.__tablename__
-FETCH_ROWS = 2_000
-LINES_PER_FEED = 1_000
+FEED_BYTES = 1 << 20
 
 # Table names come from the models, never from input; values are always bound.
-_SELECT_INTERACTIONS = f"""
-SELECT i.id, i.customer_id, i.created_at, row_to_json(i)::text
+_MONTHS = f"""
+SELECT date_trunc('month', i.created_at AT TIME ZONE 'UTC')::date,
+       count(*), min(i.id), max(i.id), min(i.created_at), max(i.created_at),
+       coalesce(sum(n.events), 0)::bigint, array_agg(i.customer_id)
 FROM {INTERACTIONS} AS i
+LEFT JOIN (
+  SELECT e.interaction_id, count(*) AS events
+  FROM {EVENTS} AS e
+  WHERE e.interaction_id > %(lo)s AND e.interaction_id <= %(hi)s
+  GROUP BY e.interaction_id
+) AS n ON n.interaction_id = i.id
 WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at < %(cutoff)s AND i.status <> 'pending'
-ORDER BY i.id
+GROUP BY 1
+ORDER BY 1
 """  # noqa: S608
-_SELECT_EVENTS = f"""
-SELECT e.interaction_id, row_to_json(e)::text
-FROM {EVENTS} AS e
-WHERE e.interaction_id > %(lo)s AND e.interaction_id <= %(hi)s
-ORDER BY e.interaction_id, e.id
+# One line per interaction, exactly format.line() of row_to_json of the row and of its events.
+_LINES = f"""
+SELECT '{{"interaction":' || row_to_json(i)::text || ',"events":[' || coalesce(ev.json, '') || ']}}'
+FROM {INTERACTIONS} AS i
+LEFT JOIN (
+  SELECT e.interaction_id, string_agg(row_to_json(e)::text, ',' ORDER BY e.id) AS json
+  FROM {EVENTS} AS e
+  WHERE e.interaction_id >= %(first_id)s AND e.interaction_id <= %(last_id)s
+  GROUP BY e.interaction_id
+) AS ev ON ev.interaction_id = i.id
+WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at >= %(start)s AND i.created_at < %(end)s
+  AND i.status <> 'pending'
+ORDER BY i.id
 """  # noqa: S608
 
 
@@ -71,67 +89,45 @@ class ChunkFile:
         return format.object_key(self.month, self.first_id, self.last_id)
 
 
-@dataclass
-class _MonthWriter:
-    """Compresses one month's lines as they arrive, hashing the content on the way."""
+class _Compressing:
+    """A file-like target for COPY: undoes its escapes, hashes the lines and compresses them."""
 
-    month: date
-    level: int
-    first_id: int = 0
-    last_id: int = 0
-    rows: int = 0
-    events: int = 0
-    first_created_at: datetime | None = None
-    last_created_at: datetime | None = None
-    customers: set[str] = field(default_factory=set)
-    _lines: list[str] = field(default_factory=list)
-    _pieces: list[bytes] = field(default_factory=list)
-    _content: Any = field(default_factory=hashlib.sha256)
-    _compressor: Any = None
+    def __init__(self, level: int) -> None:
+        # The frame carries a checksum of its content, so any zstd tool can test a file.
+        compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._compressor: Any = compressor.compressobj()
+        self._content = hashlib.sha256()
+        self._received: list[bytes] = []
+        self._received_bytes = 0
+        self._pieces: list[bytes] = []
 
-    def add(self, ident: int, customer: str, created: datetime, text: str, events: int) -> None:
-        if not self.rows:
-            self.first_id = ident
-            # The frame carries a checksum of its content, so any zstd tool can test a file.
-            compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
-            self._compressor = compressor.compressobj()
-        self.last_id = ident
-        self.rows += 1
-        self.events += events
-        self.customers.add(customer)
-        if self.first_created_at is None or created < self.first_created_at:
-            self.first_created_at = created
-        if self.last_created_at is None or created > self.last_created_at:
-            self.last_created_at = created
-        self._lines.append(text)
-        if len(self._lines) >= LINES_PER_FEED:
+    def write(self, data: bytes) -> int:
+        self._received.append(data)
+        self._received_bytes += len(data)
+        if self._received_bytes >= FEED_BYTES:
             self._feed()
+        return len(data)
 
     def _feed(self) -> None:
-        raw = "".join(self._lines).encode()
-        self._lines.clear()
-        self._content.update(raw)
-        self._pieces.append(self._compressor.compress(raw))
+        received = b"".join(self._received)
+        # Feed whole rows only, so an escape is never cut from what it escapes.
+        end = received.rfind(b"\n") + 1
+        rest = received[end:]
+        self._received = [rest] if rest else []
+        self._received_bytes = len(rest)
+        text = copytext.unescape(received[:end])
+        self._content.update(text)
+        self._pieces.append(self._compressor.compress(text))
 
-    def finish(self) -> ChunkFile:
+    def finish(self) -> tuple[bytes, str]:
+        """The compressed file and the SHA-256 of its content."""
         self._feed()
+        if self._received:
+            raise ValueError("COPY output ended inside a row")
         self._pieces.append(self._compressor.flush())
         data = b"".join(self._pieces)
         self._pieces.clear()
-        assert self.first_created_at is not None and self.last_created_at is not None
-        return ChunkFile(
-            month=self.month,
-            first_id=self.first_id,
-            last_id=self.last_id,
-            rows=self.rows,
-            events=self.events,
-            first_created_at=self.first_created_at,
-            last_created_at=self.last_created_at,
-            data=data,
-            sha256=hashlib.sha256(data).hexdigest(),
-            content_sha256=self._content.hexdigest(),
-            customer_filter=CustomerFilter.of(self.customers).to_bytes(),
-        )
+        return data, self._content.hexdigest()
 
 
 @dataclass
@@ -167,33 +163,40 @@ def export_window(engine: Engine, window: Window, cutoff: datetime, level: int) 
 
 
 def _read(connection: Connection, window: Window, cutoff: datetime, level: int) -> list[ChunkFile]:
-    raw: Any = connection.connection.dbapi_connection
     params = {"lo": window.lo, "hi": window.hi, "cutoff": cutoff}
-    suffix = uuid.uuid4().hex
-    # Two server-side cursors walk both tables in interaction id order, merged as they go,
-    # so memory holds a fetch of each and the compressed output, never the window's rows.
-    interactions = raw.cursor(name=f"archive_i_{suffix}")
-    events = raw.cursor(name=f"archive_e_{suffix}")
-    interactions.itersize = events.itersize = FETCH_ROWS
-    try:
-        interactions.execute(_SELECT_INTERACTIONS, params)
-        events.execute(_SELECT_EVENTS, params)
-        writers: dict[date, _MonthWriter] = {}
-        event_rows = iter(events)
-        event = next(event_rows, None)
-        for ident, customer, created, document in interactions:
-            own: list[str] = []
-            while event is not None and event[0] < ident:
-                event = next(event_rows, None)
-            while event is not None and event[0] == ident:
-                own.append(event[1])
-                event = next(event_rows, None)
-            month = date(created.year, created.month, 1)
-            writer = writers.get(month)
-            if writer is None:
-                writer = writers[month] = _MonthWriter(month, level)
-            writer.add(ident, customer, created, format.line(document, own), len(own))
-    finally:
-        interactions.close()
-        events.close()
-    return [writers[month].finish() for month in sorted(writers)]
+    months = connection.exec_driver_sql(_MONTHS, params).all()
+    raw: Any = connection.connection.dbapi_connection
+    files = []
+    with raw.cursor() as cursor:
+        for month, rows, first_id, last_id, first_at, last_at, events, customers in months:
+            start, end = format.month_bounds(month)
+            bounds = {
+                **params,
+                "start": start,
+                "end": min(end, cutoff),
+                "first_id": first_id,
+                "last_id": last_id,
+            }
+            target = _Compressing(level)
+            # COPY takes no bound parameters: psycopg2 quotes the values into the statement.
+            query = cursor.mogrify(_LINES, bounds).decode()
+            cursor.copy_expert(f"COPY ({query}) TO STDOUT", target)
+            if cursor.rowcount != rows:
+                raise RuntimeError(f"{month:%Y-%m}: {cursor.rowcount} lines for {rows} rows")
+            data, content_sha256 = target.finish()
+            files.append(
+                ChunkFile(
+                    month=month,
+                    first_id=first_id,
+                    last_id=last_id,
+                    rows=rows,
+                    events=events,
+                    first_created_at=first_at,
+                    last_created_at=last_at,
+                    data=data,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    content_sha256=content_sha256,
+                    customer_filter=CustomerFilter.of(customers).to_bytes(),
+                )
+            )
+    return files
