@@ -17,7 +17,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 CLIENT_ID = "interactions-console"
-CLIENT_SECRET = "oidc-stub-client-secret-7a6b5c"
+CLIENT_SECRET = "oidc-stub-client-secret-7a6b5c4d3e2f"
 
 
 def _key() -> rsa.RSAPrivateKey:

@@ -27,6 +27,7 @@ from providers.registry import ProviderRegistry
 from services import inbox
 from services.callbacks import parse_notify
 from services.communication import CommunicationService
+from services.records import InteractionRecord
 from tests.conftest import Database
 from tests.factories import send_email
 from tests.fakes import FakeProvider
@@ -49,13 +50,20 @@ def _states(db: Database) -> dict[int, tuple[str, int]]:
         return {row.id: (row.state.value, row.attempts) for row in rows}
 
 
+def _sent_with_receipts(
+    db: Database, settings: Settings, count: int
+) -> tuple[CommunicationService, list[InteractionRecord], list[int]]:
+    """``count`` emails SENT to customers C-0..., and a stored delivery receipt for each."""
+    service = CommunicationService(db.sessions, ProviderRegistry.single(FakeProvider()), settings)
+    sent = [send_email(service, customer_id=f"C-{n}").interaction for n in range(count)]
+    receipts = [_store(db, str(s.interaction_uuid), s.provider_reference) for s in sent]
+    return service, sent, receipts
+
+
 def test_two_drains_at_once_take_each_untried_callback_once(
     committed_pg: Database, test_settings: Settings
 ) -> None:
-    providers = ProviderRegistry.single(FakeProvider())
-    service = CommunicationService(committed_pg.sessions, providers, test_settings)
-    sent = [send_email(service, customer_id=f"C-{n}").interaction for n in range(40)]
-    waiting = [_store(committed_pg, str(s.interaction_uuid), s.provider_reference) for s in sent]
+    service, _, waiting = _sent_with_receipts(committed_pg, test_settings, 40)
     tried = _store(committed_pg, str(uuid.uuid4()))
     inbox.apply(committed_pg.sessions, tried, final=False, now=utcnow())  # unknown: attempts 1
     start = threading.Barrier(2)
@@ -80,10 +88,7 @@ def test_two_drains_at_once_take_each_untried_callback_once(
 def test_a_drain_that_fails_part_way_leaves_its_batch_for_the_next_one(
     committed_pg: Database, test_settings: Settings
 ) -> None:
-    providers = ProviderRegistry.single(FakeProvider())
-    service = CommunicationService(committed_pg.sessions, providers, test_settings)
-    sent = [send_email(service, customer_id=f"C-{n}").interaction for n in range(3)]
-    waiting = [_store(committed_pg, str(s.interaction_uuid), s.provider_reference) for s in sent]
+    _, sent, waiting = _sent_with_receipts(committed_pg, test_settings, 3)
     calls: list[int] = []
 
     def clock_that_fails_at_the_second_callback() -> datetime:
