@@ -23,31 +23,13 @@ def worker_command(
     return [*command, "-l", loglevel, "--without-gossip", "--without-mingle"]
 
 
-def webhooks_command(port: int, workers: int = 2, threads: int = 4) -> list[str]:
-    """``gunicorn`` serving the webhook app on loopback ``port``."""
+def gunicorn_command(app: str, bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """``gunicorn`` serving the WSGI ``app`` factory at ``bind`` (host:port), threaded."""
     return [
         str(BIN / "gunicorn"),
         "-c",
         "python:workers.gunicorn_conf",
-        "workers.webhooks:create_app()",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        str(workers),
-        "-k",
-        "gthread",
-        "--threads",
-        str(threads),
-    ]
-
-
-def console_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
-    """``gunicorn`` serving the support console at ``bind`` (host:port)."""
-    return [
-        str(BIN / "gunicorn"),
-        "-c",
-        "python:workers.gunicorn_conf",
-        "workers.console:create_app()",
+        app,
         "-b",
         bind,
         "-w",
@@ -57,3 +39,13 @@ def console_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
         "--threads",
         str(threads),
     ]
+
+
+def webhooks_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """``gunicorn`` serving the webhook app at ``bind`` (host:port)."""
+    return gunicorn_command("workers.webhooks:create_app()", bind, workers, threads)
+
+
+def console_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """``gunicorn`` serving the support console at ``bind`` (host:port)."""
+    return gunicorn_command("workers.console:create_app()", bind, workers, threads)
