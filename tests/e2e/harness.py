@@ -64,22 +64,31 @@ class Worker:
         self._log.close()
 
 
-class WebhookServer:
-    """``gunicorn 'workers.webhooks:create_app()'`` on a free loopback port."""
+class GunicornServer:
+    """One of the service's WSGI apps under gunicorn on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, command: Callable[[str], list[str]], env: dict[str, str], log_dir: Path
+    ) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
+        self.name = name
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = (log_dir / "webhooks.log").open("w")
-        command = webhooks_command(self.port)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command(f"127.0.0.1:{self.port}"),
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        wait_until(self._answers, 30, "the webhook app to answer")
+        wait_until(self._answers, 30, f"the {name} app to answer")
 
     def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
         try:
             return self.post("/healthz", b"", {}, method="GET")[0] == 200
         except OSError:
@@ -103,38 +112,18 @@ class WebhookServer:
         self._log.close()
 
 
-class ConsoleServer:
+class WebhookServer(GunicornServer):
+    """``gunicorn 'workers.webhooks:create_app()'`` on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        super().__init__("webhooks", webhooks_command, env, log_dir)
+
+
+class ConsoleServer(GunicornServer):
     """``gunicorn 'workers.console:create_app()'`` on a free loopback port."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / "console.log"
-        self._log = self.log_path.open("w")
-        command = console_command(f"127.0.0.1:{self.port}")
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        wait_until(self._answers, 30, "the console to answer")
-
-    def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the console exited: {self.log_path.read_text()[-2000:]}")
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", "/healthz")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        """Graceful stop, then SIGKILL."""
-        stop_process(self.process)
-        self._log.close()
+        super().__init__("console", console_command, env, log_dir)
 
 
 def wait_until(
