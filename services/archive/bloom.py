@@ -10,6 +10,8 @@ import hashlib
 import math
 from collections.abc import Iterable
 
+import numpy
+
 HASHES = 7
 BITS_PER_ITEM = 9.6  # about 1% false positives with 7 hashes
 MIN_BITS = 64
@@ -35,20 +37,24 @@ class CustomerFilter:
         """A filter sized for, and holding, ``customers``."""
         distinct = set(customers)
         size = max(MIN_BITS, math.ceil(len(distinct) * BITS_PER_ITEM))
-        bits = bytearray((size + 7) // 8)
-        total = len(bits) * 8
-        # The positions _positions gives, stepped without a multiplication each: a file's
-        # filter is built for tens of thousands of customers.
-        for customer in distinct:
-            digest = hashlib.blake2b(customer.encode(), digest_size=16).digest()
-            position = int.from_bytes(digest[:8], "little") % total
-            step = (int.from_bytes(digest[8:], "little") | 1) % total
-            for _ in range(HASHES):
-                bits[position >> 3] |= 1 << (position & 7)
-                position += step
-                if position >= total:
-                    position -= total
-        return cls(bits)
+        total = (size + 7) // 8 * 8
+        if not distinct:
+            return cls(bytearray(total // 8))
+        # The positions _positions gives, for every customer at once: a file's filter holds
+        # tens of thousands of customers, too many to set bit by bit in Python.
+        # (first + i * step) % total == (first % total + i * (step % total)) % total, and
+        # with both terms reduced the sum stays far below 2**64.
+        digests = b"".join(
+            hashlib.blake2b(customer.encode(), digest_size=16).digest() for customer in distinct
+        )
+        halves = numpy.frombuffer(digests, dtype="<u8").reshape(-1, 2)
+        first = halves[:, 0] % numpy.uint64(total)
+        step = (halves[:, 1] | numpy.uint64(1)) % numpy.uint64(total)
+        rounds = numpy.arange(HASHES, dtype=numpy.uint64)
+        positions = (first[:, None] + rounds[None, :] * step[:, None]) % numpy.uint64(total)
+        flags = numpy.zeros(total, dtype=numpy.bool_)
+        flags[positions.ravel()] = True
+        return cls(bytearray(numpy.packbits(flags, bitorder="little").tobytes()))
 
     def might_contain(self, customer: str) -> bool:
         """False when ``customer`` is certainly not in the file."""

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
-from services.archive import copytext, format
+from services.archive import copytext, format, render
 from services.archive.bloom import CustomerFilter
 
 INTERACTIONS = CustomerInteraction.__tablename__
@@ -43,20 +43,31 @@ WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at < %(cutoff)s AND i.statu
 GROUP BY 1
 ORDER BY 1
 """  # noqa: S608
-# One line per interaction, exactly format.line() of row_to_json of the row and of its events.
-_LINES = f"""
-SELECT '{{"interaction":' || row_to_json(i)::text || ',"events":[' || coalesce(ev.json, '') || ']}}'
-FROM {INTERACTIONS} AS i
+# One line per interaction, exactly format.line() of row_to_json of the row and of its events;
+# the JSON is spelled out by services.archive.render, which writes the same bytes for less.
+_LINES = """
+SELECT '{{"interaction":' || {interaction} || ',"events":[' || coalesce(ev.json, '') || ']}}'
+FROM {interactions} AS i
 LEFT JOIN (
-  SELECT e.interaction_id, string_agg(row_to_json(e)::text, ',' ORDER BY e.id) AS json
-  FROM {EVENTS} AS e
+  SELECT e.interaction_id, string_agg({event}, ',' ORDER BY e.id) AS json
+  FROM {events} AS e
   WHERE e.interaction_id >= %(first_id)s AND e.interaction_id <= %(last_id)s
   GROUP BY e.interaction_id
 ) AS ev ON ev.interaction_id = i.id
 WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at >= %(start)s AND i.created_at < %(end)s
   AND i.status <> 'pending'
 ORDER BY i.id
-"""  # noqa: S608
+"""
+
+
+def lines_query(connection: Connection) -> str:
+    """The query of one month's lines, for the tables' columns as the catalog has them now."""
+    return _LINES.format(
+        interaction=render.row_json("i", render.columns(connection, INTERACTIONS)),
+        event=render.row_json("e", render.columns(connection, EVENTS)),
+        interactions=INTERACTIONS,
+        events=EVENTS,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,18 +162,25 @@ def open_snapshot(engine: Engine) -> Connection:
     return connection
 
 
-def export_window(engine: Engine, window: Window, cutoff: datetime, level: int) -> ExportedWindow:
-    """Read the window's expired, settled interactions and their events into one file a month."""
+def export_window(
+    engine: Engine, window: Window, cutoff: datetime, level: int, query: str
+) -> ExportedWindow:
+    """Read the window's expired, settled interactions and their events into one file a month.
+
+    ``query`` is lines_query()'s, built once per run.
+    """
     connection = open_snapshot(engine)
     try:
-        files = _read(connection, window, cutoff, level)
+        files = _read(connection, window, cutoff, level, query)
     except BaseException:
         connection.close()
         raise
     return ExportedWindow(window, connection, files)
 
 
-def _read(connection: Connection, window: Window, cutoff: datetime, level: int) -> list[ChunkFile]:
+def _read(
+    connection: Connection, window: Window, cutoff: datetime, level: int, query: str
+) -> list[ChunkFile]:
     params = {"lo": window.lo, "hi": window.hi, "cutoff": cutoff}
     months = connection.exec_driver_sql(_MONTHS, params).all()
     raw: Any = connection.connection.dbapi_connection
@@ -179,8 +197,8 @@ def _read(connection: Connection, window: Window, cutoff: datetime, level: int) 
             }
             target = _Compressing(level)
             # COPY takes no bound parameters: psycopg2 quotes the values into the statement.
-            query = cursor.mogrify(_LINES, bounds).decode()
-            cursor.copy_expert(f"COPY ({query}) TO STDOUT", target)
+            statement = cursor.mogrify(query, bounds).decode()
+            cursor.copy_expert(f"COPY ({statement}) TO STDOUT", target)
             if cursor.rowcount != rows:
                 raise RuntimeError(f"{month:%Y-%m}: {cursor.rowcount} lines for {rows} rows")
             data, content_sha256 = target.finish()

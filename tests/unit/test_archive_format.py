@@ -9,7 +9,7 @@ from celery.schedules import crontab
 
 from config.celery import celery_config
 from config.settings import Settings
-from services.archive.bloom import CustomerFilter
+from services.archive.bloom import HASHES, CustomerFilter, _positions
 from services.archive.format import (
     Manifest,
     manifest_key,
@@ -58,6 +58,18 @@ def test_the_customer_filter_never_misses_and_rarely_lies() -> None:
     assert all(stored.might_contain(c) for c in members)
     false_positives = sum(stored.might_contain(f"X-{n}") for n in range(10_000))
     assert false_positives < 300
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 3_000])
+def test_the_customer_filter_sets_exactly_the_bits_its_lookups_read(count: int) -> None:
+    # Filters already stored were built bit by bit from _positions; lookups still use it.
+    members = [f"C-{n}" for n in range(count)] + ["", "é", 'quote"d']
+    built = CustomerFilter.of(members).to_bytes()
+    expected = bytearray(len(built) - 1)
+    for member in members:
+        for position in _positions(member, len(expected) * 8, HASHES):
+            expected[position >> 3] |= 1 << (position & 7)
+    assert built == bytes([HASHES]) + bytes(expected)
 
 
 def test_windows_sit_on_a_fixed_grid() -> None:
