@@ -162,27 +162,23 @@ def open_snapshot(engine: Engine) -> Connection:
     return connection
 
 
-def export_window(
-    engine: Engine, window: Window, cutoff: datetime, level: int, query: str
-) -> ExportedWindow:
-    """Read the window's expired, settled interactions and their events into one file a month.
-
-    ``query`` is lines_query()'s, built once per run.
-    """
+def export_window(engine: Engine, window: Window, cutoff: datetime, level: int) -> ExportedWindow:
+    """Read the window's expired, settled interactions and their events into one file a month."""
     connection = open_snapshot(engine)
     try:
-        files = _read(connection, window, cutoff, level, query)
+        files = _read(connection, window, cutoff, level)
     except BaseException:
         connection.close()
         raise
     return ExportedWindow(window, connection, files)
 
 
-def _read(
-    connection: Connection, window: Window, cutoff: datetime, level: int, query: str
-) -> list[ChunkFile]:
+def _read(connection: Connection, window: Window, cutoff: datetime, level: int) -> list[ChunkFile]:
     params = {"lo": window.lo, "hi": window.hi, "cutoff": cutoff}
     months = connection.exec_driver_sql(_MONTHS, params).all()
+    # Read after _MONTHS, whose locks keep any ALTER TABLE waiting until this window's
+    # transaction ends: the lines have the columns the tables have now, as row_to_json would.
+    query = lines_query(connection)
     raw: Any = connection.connection.dbapi_connection
     files = []
     with raw.cursor() as cursor:

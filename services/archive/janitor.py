@@ -34,14 +34,7 @@ from models.archive import ArchiveManifest, ArchiveState
 from models.base import utcnow
 from models.migrate import current_revision
 from services.archive import catalog, format
-from services.archive.export import (
-    INTERACTIONS,
-    ChunkFile,
-    ExportedWindow,
-    Window,
-    export_window,
-    lines_query,
-)
+from services.archive.export import INTERACTIONS, ChunkFile, ExportedWindow, Window, export_window
 from services.archive.format import Manifest
 from services.archive.plan import MonthCount, Plan, default_cutoff, find_expired
 from services.archive.storage import ArchiveStore
@@ -151,7 +144,6 @@ class Janitor:
             return report
         with self._engine.connect() as connection:
             schema_version = current_revision(connection) or "unknown"
-            query = lines_query(connection)
         touched = {m.month for m in plan.months}
         windows = plan.windows(self._settings.archive_chunk_rows)
         # Worker threads read, write and verify the next windows while this thread deletes
@@ -161,9 +153,7 @@ class Janitor:
         with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="archive") as workers:
 
             def prepare(index: int) -> Future[_Prepared]:
-                return workers.submit(
-                    self._prepare, windows[index], plan.cutoff, schema_version, query
-                )
+                return workers.submit(self._prepare, windows[index], plan.cutoff, schema_version)
 
             ahead = deque(prepare(index) for index in range(min(READ_AHEAD, len(windows))))
             for index in range(len(windows)):
@@ -196,12 +186,10 @@ class Janitor:
         )
         return report
 
-    def _prepare(
-        self, window: Window, cutoff: datetime, schema_version: str, query: str
-    ) -> _Prepared:
+    def _prepare(self, window: Window, cutoff: datetime, schema_version: str) -> _Prepared:
         """Read one window, write its files and read them back; its transaction stays open."""
         level = self._settings.archive_zstd_level
-        exported = export_window(self._engine, window, cutoff, level, query)
+        exported = export_window(self._engine, window, cutoff, level)
         try:
             self._on_step("exported")
             prepared = _Prepared(exported, self._clock())

@@ -2,7 +2,7 @@
 
 ``row_to_json`` works out every column's type, escapes every key and formats every value on
 every row; for the janitor that is most of the work of an archive run. The expression built
-here is read from the catalog once per run and spells each object out: the keys are constants,
+here is read from the catalog for each window and spells each object out: the keys are constants,
 integers and ``jsonb`` are printed by their own output functions, values that never need an
 escape (uuids, labels of enums whose labels are all plain) are quoted as they are, and every
 other column goes through ``to_json`` exactly as ``row_to_json`` would send it. The output is
