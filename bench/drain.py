@@ -91,26 +91,15 @@ class World:
         return ids
 
     def settled(self) -> int:
-        with self.engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(InboundEvent)
-                    .where(InboundEvent.state == InboundState.APPLIED)
-                )
-                or 0
-            )
+        return self._count(InboundEvent.state == InboundState.APPLIED)
 
     def delivered(self) -> int:
+        return self._count(CustomerInteraction.status == InteractionStatus.DELIVERED)
+
+    def _count(self, condition: sa.ColumnElement[bool]) -> int:
+        """Rows of the condition's table that meet it."""
         with self.engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(CustomerInteraction)
-                    .where(CustomerInteraction.status == InteractionStatus.DELIVERED)
-                )
-                or 0
-            )
+            return int(connection.scalar(sa.select(sa.func.count()).where(condition)) or 0)
 
 
 def timed(world: World, args: argparse.Namespace, log_dir: Path, publish: str) -> float:

@@ -38,8 +38,6 @@ class CustomerFilter:
         distinct = set(customers)
         size = max(MIN_BITS, math.ceil(len(distinct) * BITS_PER_ITEM))
         total = (size + 7) // 8 * 8
-        if not distinct:
-            return cls(bytearray(total // 8))
         # The positions _positions gives, for every customer at once: a file's filter holds
         # tens of thousands of customers, too many to set bit by bit in Python.
         # (first + i * step) % total == (first % total + i * (step % total)) % total, and
