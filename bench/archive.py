@@ -36,7 +36,7 @@ from providers.log import LogProvider
 from providers.registry import ProviderRegistry
 from services.archive.audit import verify_archive
 from services.archive.storage import LocalStore
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = os.environ.get("BENCH_ARCHIVE_DATABASE", "interactions_bench_archive")

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from bench.harness import start_workers, stop_workers, wait_for
 from bench.webhooks import receipt
+from broker.wake import InboxWake
 from config.settings import Settings
 from models import CustomerInteraction, InboundEvent
 from models.base import utcnow
@@ -31,9 +32,8 @@ from models.enums import ChannelType, InteractionStatus
 from models.inbound import InboundState
 from models.migrate import upgrade
 from models.session import build_engine, session_factory
-from services import inbox
-from services.callbacks import parse_notify
-from tasks.inbox_wake import InboxWake
+from services.callbacks import inbox
+from services.callbacks.parsing import parse_notify
 from workers.app import create_app
 
 DB_URL = os.environ.get(

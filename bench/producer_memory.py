@@ -8,10 +8,10 @@ import resource
 import sys
 from collections.abc import Iterator
 
+from broker.publisher import CeleryPublisher
 from config.settings import get_settings
 from models.session import build_engine, session_factory
-from services.batches import BatchProducer, read_csv
-from tasks.publisher import CeleryPublisher
+from services.sending.batches import BatchProducer, read_csv
 from workers.app import app
 
 

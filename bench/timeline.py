@@ -36,11 +36,11 @@ from models.migrate import upgrade
 from models.session import build_engine, session_factory
 from providers.log import LogProvider
 from providers.registry import ProviderRegistry
-from services import status_events
-from services.batch_status import batch_status
-from services.batches import BatchProducer
-from services.communication import CommunicationService
-from services.polling import Poller
+from services.callbacks import status_events
+from services.sending.batch_status import batch_status
+from services.sending.batches import BatchProducer
+from services.sending.communication import CommunicationService
+from services.sending.polling import Poller
 
 SIZES = {"1m": 1_000_000, "10m": 10_000_000, "100k": 100_000}
 OUT = Path("var/bench")

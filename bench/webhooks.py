@@ -47,7 +47,7 @@ from bench.harness import ROOT, free_port, wait_for
 from config.settings import Settings
 from models.migrate import upgrade
 from models.session import build_engine
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
 
 DB_URL = os.environ.get(
     "BENCH_WEBHOOKS_DATABASE_URL",

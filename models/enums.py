@@ -18,7 +18,7 @@ class ChannelType(enum.StrEnum):
 
 
 class InteractionStatus(enum.StrEnum):
-    """Where an interaction stands; it only ever moves forward (see services.transitions)."""
+    """Where an interaction stands; it only ever moves forward (see services.ledger.transitions)."""
 
     PENDING = "pending"
     SENT = "sent"

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from config import metrics
 from providers.base import (
     AmbiguousProviderError,
     LookupResult,
@@ -17,6 +16,7 @@ from providers.base import (
     SendReceipt,
     TransientProviderError,
 )
+from telemetry import metrics
 
 T = TypeVar("T")
 

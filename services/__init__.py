@@ -1,9 +1,9 @@
 """The service layer: business rules over the ledger, with no knowledge of Celery."""
 
-from services.communication import CommunicationService
 from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
+from services.ledger.transitions import Outcome
 from services.records import DispatchOutcome, DispatchResult, HistoryPage, InteractionRecord
-from services.transitions import Outcome
+from services.sending.communication import CommunicationService
 
 __all__ = [
     "CommunicationService",

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from models.enums import ChannelType, InteractionStatus
 from models.interaction import CustomerInteraction
-from services.transitions import Outcome
+from services.ledger.transitions import Outcome
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from config import metrics
 from config.settings import get_settings
 from services.errors import InvalidInput, TransientDispatchError
 from tasks.base import backoff, project_task
+from telemetry import metrics
 from workers import runtime
 
 log = logging.getLogger(__name__)

@@ -7,16 +7,16 @@ import logging
 
 from celery import Task
 
-from config import metrics
+from broker.publisher import CeleryPublisher
 from config.settings import get_settings
 from models.base import utcnow
 from models.session import get_engine, session_factory
 from providers.registry import ProviderRegistry
 from services.locks import exclusive
-from services.polling import Poller
-from services.reconciliation import Reconciler
+from services.sending.polling import Poller
+from services.sending.reconciliation import Reconciler
 from tasks.base import project_task
-from tasks.publisher import CeleryPublisher
+from telemetry import metrics
 from workers.app import app
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Applying stored provider callbacks: ``tasks.drain_inbox`` in batches, and one at a time.
 
-The webhook wakes the drain (tasks.inbox_wake); beat runs it too. A callback whose interaction
+The webhook wakes the drain (broker.wake); beat runs it too. A callback whose interaction
 is not known yet (it beat the SENT commit) leaves the drain for ``tasks.apply_status_event``,
 which retries it with backoff and then keeps it as an orphan for reconciliation.
 """
@@ -12,13 +12,13 @@ import logging
 from celery import Celery, Task
 from sqlalchemy.exc import DBAPIError
 
+from broker.wake import InboxWake
 from config.settings import get_settings
 from models.base import utcnow
 from models.session import get_engine, session_factory
-from services import inbox
-from services.transitions import Outcome
+from services.callbacks import inbox
+from services.ledger.transitions import Outcome
 from tasks.base import backoff, project_task
-from tasks.inbox_wake import InboxWake
 
 log = logging.getLogger(__name__)
 BASE_DELAY = 5.0

@@ -19,7 +19,7 @@ from config.settings import Settings
 from models.migrate import upgrade
 from models.session import SessionFactory, build_engine
 from providers.registry import ProviderRegistry
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 from tests.fakes import FakeProvider
 from tests.smtp_fixtures import smtp_server  # noqa: F401 - a fixture
 from tests.stub_fixtures import stub_notify  # noqa: F401 - a fixture

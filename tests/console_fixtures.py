@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from werkzeug.security import generate_password_hash
 
 from config.settings import ConsoleUser, Settings
-from services.batches import DispatchMessage
+from services.sending.batches import DispatchMessage
 
 PASSWORD = "console-test-password-42"
 SECRET = "console-test-secret-key-0123456789abcdef"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from services.communication import CommunicationService
 from services.records import DispatchResult
+from services.sending.communication import CommunicationService
 
 _serial = itertools.count(1)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
 
 TOKEN_A = "callback-token-a-0123456789abcdef"
 TOKEN_B = "callback-token-b-fedcba9876543210"

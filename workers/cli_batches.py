@@ -10,10 +10,10 @@ from config.settings import get_settings
 from models.base import utcnow
 from models.enums import ChannelType
 from models.session import get_engine, session_factory
-from services.batch_status import batch_status
-from services.batches import BatchProducer, BatchReport, read_csv
 from services.errors import InvalidInput
 from services.locks import exclusive
+from services.sending.batch_status import batch_status
+from services.sending.batches import BatchProducer, BatchReport, read_csv
 from workers import display
 
 CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
@@ -31,7 +31,7 @@ def produce(
     batch_id: str, channel: str, template: str, path: Path, key_column: str | None, quiet: bool
 ) -> BatchReport:
     """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
-    from tasks.publisher import CeleryPublisher
+    from broker.publisher import CeleryPublisher
     from workers.app import app
 
     settings = get_settings()

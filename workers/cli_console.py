@@ -9,7 +9,7 @@ import click
 from flask import Flask
 
 from config.settings import ConsoleUser, get_settings
-from services.staff import ROLE_PERMISSIONS, hash_password
+from services.support.staff import ROLE_PERMISSIONS, hash_password
 from workers.console_auth import ConsoleMisconfigured, configure_session
 from workers.processes import console_command
 

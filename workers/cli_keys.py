@@ -7,7 +7,7 @@ import click
 from config.settings import get_settings
 from models.crypto import keyring
 from models.session import get_engine, session_factory
-from services.keys import (
+from services.keys.rotation import (
     PLAINTEXT,
     archive_keys,
     generate_key,

@@ -21,14 +21,11 @@ from config.settings import Settings, get_settings
 from models.enums import ChannelType
 from models.session import SessionFactory, get_engine, session_factory
 from providers.registry import ProviderRegistry
-from services import validation
-from services.batches import DispatchMessage, Publisher
-from services.communication import CommunicationService
 from services.errors import InvalidInput
-from services.sign_in_throttle import SignInThrottle
-from services.staff import LocalDirectory, Permission
-from services.staff_sessions import StaffSessions
-from services.support import (
+from services.sending import validation
+from services.sending.batches import DispatchMessage, Publisher
+from services.sending.communication import CommunicationService
+from services.support.service import (
     NotFound,
     NotQueued,
     ResendConflict,
@@ -38,6 +35,9 @@ from services.support import (
     forced_resends,
     resend_of,
 )
+from services.support.sessions import StaffSessions
+from services.support.sign_in_throttle import SignInThrottle
+from services.support.staff import LocalDirectory, Permission
 from workers.console_auth import current_user, install_auth, requires
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class DispatchQueue:
     """Publishes dispatch tasks on the configured Celery app, imported on first use."""
 
     def publish(self, messages: Sequence[DispatchMessage]) -> None:
-        from tasks.publisher import CeleryPublisher
+        from broker.publisher import CeleryPublisher
         from workers.app import app
 
         CeleryPublisher(app).publish(messages)

@@ -1,6 +1,6 @@
 """Signing staff in and out of the console, and the checks every request passes first.
 
-Sessions live in the database (services.staff_sessions); Flask's signed cookie (HttpOnly,
+Sessions live in the database (services.support.sessions); Flask's signed cookie (HttpOnly,
 SameSite=Lax, Secure in production) carries only the session's random token and the form
 token. Every request resumes the session from the database, so sign-out, the idle timeout
 and the absolute limit hold whatever cookie is replayed; a local user's roles are read from
@@ -21,9 +21,9 @@ from flask import Flask, abort, g, redirect, render_template, request, session, 
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
-from services.sign_in_throttle import SignInThrottle
-from services.staff import LocalDirectory, Permission, StaffUser, same_token
-from services.staff_sessions import StaffSessions
+from services.support.sessions import StaffSessions
+from services.support.sign_in_throttle import SignInThrottle
+from services.support.staff import LocalDirectory, Permission, StaffUser, same_token
 from workers.console_oidc import OidcClient, OidcError
 
 log = logging.getLogger(__name__)

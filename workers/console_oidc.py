@@ -23,9 +23,9 @@ import jwt
 import requests
 
 from config.settings import Settings
-from services import validation
-from services.staff import StaffUser
-from services.staff_sessions import OIDC_PREFIX
+from services.sending import validation
+from services.support.sessions import OIDC_PREFIX
+from services.support.staff import StaffUser
 
 TIMEOUT_SECONDS = 5.0
 LEEWAY_SECONDS = 60

@@ -19,6 +19,8 @@ from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
 
+from broker.publisher import CeleryPublisher
+from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models import CustomerInteraction, InboundEvent, InteractionEvent
 from models.base import utcnow
@@ -26,12 +28,10 @@ from models.migrate import upgrade
 from models.session import get_engine
 from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
-from services.batches import BatchProducer, read_csv
-from services.communication import CommunicationService
-from services.reconciliation import Reconciler
-from services.signatures import token_sha256
-from tasks.inbox_wake import InboxWake
-from tasks.publisher import CeleryPublisher
+from services.callbacks.signatures import token_sha256
+from services.sending.batches import BatchProducer, read_csv
+from services.sending.communication import CommunicationService
+from services.sending.reconciliation import Reconciler
 from workers import display
 from workers.app import create_app
 from workers.processes import worker_command

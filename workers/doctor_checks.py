@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from config.celery import QUEUES, ROUTES, celery_config
 from config.settings import Settings
-from services.signatures import decode_secret
+from services.callbacks.signatures import decode_secret
 from workers.flower import credential_problems
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -24,10 +24,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from config import metrics
 from config.celery import QUEUES
 from config.settings import Settings, get_settings
-from services.signatures import BearerVerifier, Unauthenticated
+from services.callbacks.signatures import BearerVerifier, Unauthenticated
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 # What each answer of the webhook app means for a callback, as the metric's "result" label.

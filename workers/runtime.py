@@ -8,7 +8,7 @@ import threading
 from config.settings import Settings, get_settings
 from models.session import get_engine, session_factory
 from providers.registry import ProviderRegistry
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 
 _lock = threading.Lock()
 _services: dict[int, CommunicationService] = {}

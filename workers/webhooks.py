@@ -1,7 +1,7 @@
 """The webhook app for provider callbacks: ``gunicorn 'workers.webhooks:create_app()'``.
 
 One route per provider, each with its own verifier. A callback is answered 2xx only once its
-raw event is committed and a drain that will apply it is queued (tasks.inbox_wake); 503 when
+raw event is committed and a drain that will apply it is queued (broker.wake); 503 when
 it could not be stored or queued, so the provider tries again; never a 200 for a dropped
 event, never a stack trace. Each callback costs one INSERT, in autocommit on PostgreSQL, and
 usually one Redis command.
@@ -18,11 +18,12 @@ from typing import Any, Protocol
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.session import SessionFactory, get_engine, session_factory
-from services import inbox
-from services.callbacks import (
+from services.callbacks import inbox
+from services.callbacks.parsing import (
     NOTIFY,
     SIGNED,
     MalformedCallback,
@@ -30,20 +31,19 @@ from services.callbacks import (
     parse_notify,
     parse_signed,
 )
-from services.signatures import (
+from services.callbacks.signatures import (
     BearerVerifier,
     StandardWebhooksVerifier,
     Unauthenticated,
     decode_secret,
 )
-from tasks.inbox_wake import InboxWake
 from workers.metrics import install as install_metrics
 
 log = logging.getLogger(__name__)
 
 
 class StatusQueue(Protocol):
-    """Sees that a stored callback gets applied (tasks.inbox_wake.InboxWake in production)."""
+    """Sees that a stored callback gets applied (broker.wake.InboxWake in production)."""
 
     def enqueue(self, inbound_id: int) -> None:
         """Queue what applies the inbox row ``inbound_id``, or raise."""

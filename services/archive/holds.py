@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from models.archive import LegalHold
 from models.base import utcnow
-from services import validation
 from services.errors import InvalidInput
+from services.sending import validation
 
 SessionFactory = Callable[[], Session]
 

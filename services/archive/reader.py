@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from models.archive import ArchiveManifest, ArchiveState
 from models.interaction import CustomerInteraction
-from services import history
 from services.archive import catalog
 from services.archive.bloom import CustomerFilter
 from services.archive.reading import lines
 from services.archive.storage import ArchiveStore, open_store
+from services.ledger import history
 from services.records import HistoryPage, InteractionRecord
 
 SessionFactory = Callable[[], Session]

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
 
+from broker.publisher import CeleryPublisher
 from config.settings import Settings
 from models import CustomerInteraction
 from models.base import utcnow
@@ -23,9 +24,8 @@ from models.migrate import upgrade
 from models.session import build_engine
 from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
-from services.batches import BatchProducer, BatchReport, DispatchMessage, RecipientRow
-from services.reconciliation import Reconciler, ReconcileReport
-from tasks.publisher import CeleryPublisher
+from services.sending.batches import BatchProducer, BatchReport, DispatchMessage, RecipientRow
+from services.sending.reconciliation import Reconciler, ReconcileReport
 from tests.conftest import PG_URL, TABLES, recreate_database
 from tests.e2e.harness import WebhookServer, Worker
 from workers.app import create_app

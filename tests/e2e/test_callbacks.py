@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import InboundEvent
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import wait_until
 from tests.webhook_fixtures import notify_receipt

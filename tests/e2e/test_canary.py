@@ -12,8 +12,8 @@ import redis
 import sqlalchemy as sa
 
 from models import CustomerInteraction
-from services.batches import BatchProducer, RecipientRow
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
+from services.sending.batches import BatchProducer, RecipientRow
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import wait_until
 

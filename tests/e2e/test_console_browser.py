@@ -20,9 +20,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from models import CustomerInteraction
 from providers.registry import ProviderRegistry
-from services.batches import DispatchMessage
-from services.communication import CommunicationService
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
+from services.sending.batches import DispatchMessage
+from services.sending.communication import CommunicationService
 from tests.console_fixtures import PASSWORD, SECRET, users_env
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import ConsoleServer, wait_until

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.batches import BatchProducer, RecipientRow
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
+from services.sending.batches import BatchProducer, RecipientRow
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import WebhookServer, Worker, wait_until
 from workers.processes import BIN

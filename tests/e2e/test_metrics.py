@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from models import CustomerInteraction, InboundEvent
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import WebhookServer, Worker, wait_until
 

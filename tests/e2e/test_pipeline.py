@@ -9,7 +9,7 @@ import redis
 import sqlalchemy as sa
 
 from models import CustomerInteraction
-from services.batches import DispatchMessage
+from services.sending.batches import DispatchMessage
 from tests.e2e.conftest import Pipeline
 from tests.e2e.harness import wait_until
 

@@ -13,8 +13,8 @@ from models.crypto import KeyRing, install_keyring, keyring
 from providers.registry import ProviderRegistry
 from services.archive.janitor import Janitor
 from services.archive.restore import restore_month
-from services.communication import CommunicationService
-from services.keys import archive_keys, rotate
+from services.keys.rotation import archive_keys, rotate
+from services.sending.communication import CommunicationService
 from tests.archive_fixtures import (
     ArchiveWorld,
     archive_contents,

@@ -13,7 +13,7 @@ from services.archive import holds
 from services.archive.format import parse_month
 from services.archive.janitor import Janitor
 from services.archive.purge import purge_expired
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 from tests.archive_fixtures import (
     ArchiveWorld,
     moto_endpoint_fixture,  # noqa: F401 - a fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email, unique_key
 from tests.fakes import FakeProvider

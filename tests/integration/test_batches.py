@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models import Batch
 from models.base import utcnow
-from services.batch_status import batch_status
-from services.batches import BatchProducer, DispatchMessage, read_csv
-from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sending.batch_status import batch_status
+from services.sending.batches import BatchProducer, DispatchMessage, read_csv
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 
 

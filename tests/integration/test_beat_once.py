@@ -26,7 +26,7 @@ from models import CustomerInteraction, InteractionEvent
 from models.base import utcnow
 from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 from tasks.maintenance import poll_unfinished, reconcile_claims
 from tests.archive_fixtures import archived_ids, build_world, clean, seed
 from tests.conftest import PG_URL, Database

@@ -13,13 +13,13 @@ from models.base import utcnow
 from models.enums import InteractionStatus
 from providers.base import LookupResult, OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
-from services import inbox
-from services.batch_status import batch_status
-from services.callbacks import parse_notify
-from services.communication import CommunicationService
-from services.polling import Poller
-from services.reconciliation import Reconciler
-from services.transitions import Outcome
+from services.callbacks import inbox
+from services.callbacks.parsing import parse_notify
+from services.ledger.transitions import Outcome
+from services.sending.batch_status import batch_status
+from services.sending.communication import CommunicationService
+from services.sending.polling import Poller
+from services.sending.reconciliation import Reconciler
 from tests.conftest import Database
 from tests.factories import send_email
 from tests.fakes import FakeProvider

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models import CustomerInteraction
 from providers.registry import ProviderRegistry
-from services.communication import CommunicationService
 from services.records import DispatchOutcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 

@@ -17,7 +17,7 @@ from models.enums import EventKind
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
 from services.archive.janitor import Janitor
-from services.communication import CommunicationService
+from services.sending.communication import CommunicationService
 from tests.archive_fixtures import build_world, clean, seed
 from tests.conftest import Database
 from tests.console_fixtures import (

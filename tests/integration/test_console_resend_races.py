@@ -12,9 +12,9 @@ from config.settings import Settings
 from models.enums import EventKind, InteractionStatus
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
-from services.communication import CommunicationService
 from services.records import InteractionRecord
-from services.support import ResendConflict, ResendResult, SupportService
+from services.sending.communication import CommunicationService
+from services.support.service import ResendConflict, ResendResult, SupportService
 from tests.conftest import Database
 from tests.console_fixtures import CapturedQueue
 from tests.fakes import FakeProvider

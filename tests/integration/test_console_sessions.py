@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from config.settings import Settings
 from models.base import utcnow
 from models.staff_session import StaffSession
-from services.staff_sessions import session_id
+from services.support.sessions import session_id
 from tests.conftest import Database
 from tests.console_fixtures import PASSWORD, CapturedQueue, console_settings, sign_in, token_of
 from workers.console import create_app

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 
 from models import CustomerInteraction, InteractionEvent
 from models.enums import EventKind, InteractionStatus
-from services.communication import CommunicationService
 from services.errors import TransientDispatchError
 from services.records import DispatchOutcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email, unique_key
 from tests.fakes import FakeProvider

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from services.signatures import token_sha256
+from services.callbacks.signatures import token_sha256
 from tests.conftest import PG_URL, recreate_database
 from tests.integration.test_cli import run
 from tests.stub_fixtures import TEMPLATES, TEST_API_KEY

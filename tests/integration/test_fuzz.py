@@ -25,9 +25,9 @@ from config.settings import Settings
 from models import CustomerInteraction
 from models.session import build_engine
 from providers.registry import ProviderRegistry
-from services.batches import BatchProducer, read_csv
-from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sending.batches import BatchProducer, read_csv
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 from tests.integration.test_batches import RecordingPublisher

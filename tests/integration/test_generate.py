@@ -16,9 +16,9 @@ from models import CustomerInteraction
 from models.enums import ChannelType
 from models.session import build_engine, session_factory
 from providers.registry import ProviderRegistry
-from services.batch_status import batch_status
-from services.communication import CommunicationService
-from services.validation import recipient_index
+from services.sending.batch_status import batch_status
+from services.sending.communication import CommunicationService
+from services.sending.validation import recipient_index
 from tests.conftest import PG_URL
 from tests.fakes import FakeProvider
 

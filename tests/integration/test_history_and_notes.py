@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.enums import ChannelType, InteractionStatus
-from services.communication import CommunicationService
 from services.errors import InvalidInput
+from services.sending.communication import CommunicationService
 from tests.factories import send_email, unique_key
 
 

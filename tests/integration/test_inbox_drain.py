@@ -24,10 +24,10 @@ from models import InboundEvent, InteractionEvent
 from models.base import utcnow
 from models.enums import InteractionStatus
 from providers.registry import ProviderRegistry
-from services import inbox
-from services.callbacks import parse_notify
-from services.communication import CommunicationService
+from services.callbacks import inbox
+from services.callbacks.parsing import parse_notify
 from services.records import InteractionRecord
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email
 from tests.fakes import FakeProvider
@@ -167,7 +167,7 @@ def broker(test_settings: Settings) -> Iterator[redis.Redis]:
 
 
 def wake_flag() -> str:
-    from tasks.inbox_wake import FLAG
+    from broker.wake import FLAG
 
     return FLAG
 
@@ -175,7 +175,7 @@ def wake_flag() -> str:
 def test_the_wake_queues_one_drain_until_that_drain_starts(
     broker: redis.Redis, test_settings: Settings
 ) -> None:
-    from tasks.inbox_wake import FLAG_SECONDS, InboxWake
+    from broker.wake import FLAG_SECONDS, InboxWake
 
     wake = InboxWake(create_app(test_settings.model_copy(update={"broker_url": BROKER})))
     for inbound_id in range(1, 51):
@@ -190,7 +190,7 @@ def test_the_wake_queues_one_drain_until_that_drain_starts(
 
 
 def test_a_wake_on_a_broker_that_is_down_raises(test_settings: Settings) -> None:
-    from tasks.inbox_wake import InboxWake
+    from broker.wake import InboxWake
 
     down = InboxWake(
         create_app(test_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
@@ -202,7 +202,7 @@ def test_a_wake_on_a_broker_that_is_down_raises(test_settings: Settings) -> None
 def test_a_wake_whose_publish_fails_raises_and_leaves_no_flag(
     broker: redis.Redis, test_settings: Settings
 ) -> None:
-    from tasks.inbox_wake import InboxWake
+    from broker.wake import InboxWake
 
     celery = create_app(test_settings.model_copy(update={"broker_url": BROKER}))
 
@@ -218,7 +218,7 @@ def test_a_wake_whose_publish_fails_raises_and_leaves_no_flag(
 def test_on_the_filesystem_broker_every_callback_queues_a_drain(
     tmp_path: Path, test_settings: Settings
 ) -> None:
-    from tasks.inbox_wake import InboxWake
+    from broker.wake import InboxWake
 
     settings = test_settings.model_copy(update={"broker_url": None, "var_dir": tmp_path})
     wake = InboxWake(create_app(settings))

@@ -28,8 +28,8 @@ from providers.base import (
 from providers.notify import ApiKey, NotifyProvider, notify_token
 from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
-from services.communication import CommunicationService
 from services.records import DispatchOutcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email, unique_key
 from tests.stub_fixtures import (

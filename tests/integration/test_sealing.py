@@ -13,10 +13,10 @@ from models.base import utcnow
 from models.crypto import KeyRing, install_keyring, keyring
 from models.sealing import SEALED_COLUMNS
 from providers.registry import ProviderRegistry
-from services import inbox
-from services.callbacks import parse_notify
-from services.communication import CommunicationService
-from services.keys import keys_in_use, rotate
+from services.callbacks import inbox
+from services.callbacks.parsing import parse_notify
+from services.keys.rotation import keys_in_use, rotate
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email
 from tests.fakes import FakeProvider

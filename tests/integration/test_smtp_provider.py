@@ -15,9 +15,9 @@ from models.enums import InteractionStatus
 from providers.registry import ProviderRegistry
 from providers.smtp import SmtpProvider
 from providers.templates import TemplateStore
-from services.communication import CommunicationService
 from services.errors import TransientDispatchError
 from services.records import DispatchOutcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email, unique_key
 from tests.smtp_fixtures import (

@@ -14,8 +14,8 @@ from config.settings import Settings
 from models import InteractionEvent
 from models.enums import InteractionStatus as S
 from providers.registry import ProviderRegistry
-from services.communication import CommunicationService
-from services.transitions import decide
+from services.ledger.transitions import decide
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 
 from models import InteractionEvent
 from models.enums import InteractionStatus as S
-from services.communication import CommunicationService
-from services.transitions import Outcome
+from services.ledger.transitions import Outcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email
 

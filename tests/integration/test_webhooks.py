@@ -14,9 +14,9 @@ from config.settings import Settings
 from models import InboundEvent
 from models.base import utcnow
 from models.enums import InteractionStatus
-from services import inbox
-from services.communication import CommunicationService
-from services.transitions import Outcome
+from services.callbacks import inbox
+from services.ledger.transitions import Outcome
+from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email
 from tests.webhook_fixtures import (

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.errors import InvalidInput
-from services.history import HistoryQuery, Position
+from services.ledger.history import HistoryQuery, Position
 
 
 def test_a_cursor_round_trips() -> None:

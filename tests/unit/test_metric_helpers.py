@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from config import metrics
 from config.settings import Settings
 from models.enums import InteractionStatus as S
+from telemetry import metrics
 
 
 def _value(name: str, channel: str = "sms", provider: str = "unit") -> float:

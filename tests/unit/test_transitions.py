@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from models.enums import InteractionStatus as S
-from services.transitions import Outcome, decide
+from services.ledger.transitions import Outcome, decide
 
 A, D, X = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.STALE
 

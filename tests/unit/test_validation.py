@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models.enums import ChannelType, InteractionStatus, InvalidEnumValue, parse_enum
-from services import validation
 from services.errors import InvalidInput, InvalidRecipient
+from services.sending import validation
 
 
 @pytest.mark.parametrize("value", ["EMAIL", "Email", "e-mail", "", None, 3])

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from models.inbound import InboundEvent, InboundState
 from models.session import SessionFactory
-from services import status_events
-from services.callbacks import MalformedCallback, ParsedCallback, parse
-from services.transitions import Outcome
+from services.callbacks import status_events
+from services.callbacks.parsing import MalformedCallback, ParsedCallback, parse
+from services.ledger.transitions import Outcome
 
 
 class Receipt(enum.StrEnum):

@@ -25,10 +25,10 @@ from models.enums import SENT_OR_BEYOND, ChannelType, EventKind, InteractionStat
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
-from services import validation
-from services.batches import DispatchMessage, Publisher
 from services.errors import InvalidInput
 from services.records import InteractionRecord
+from services.sending import validation
+from services.sending.batches import DispatchMessage, Publisher
 
 SOURCE = "console"
 RESEND_PREFIX = "resend:"

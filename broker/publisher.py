@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from celery import Celery
 
 from config.celery import DISPATCH_QUEUE
-from services.batches import DispatchMessage
+from services.sending.batches import DispatchMessage
 from workers.app import shown_arguments
 
 TASK_NAME = "tasks.dispatch"

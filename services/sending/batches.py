@@ -20,8 +20,8 @@ from models.batch import Batch
 from models.enums import SENT_OR_BEYOND, ChannelType, parse_enum
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
-from services import validation
 from services.errors import InvalidInput
+from services.sending import validation
 
 MAX_REJECTIONS_KEPT = 1000
 _SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"

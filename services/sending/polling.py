@@ -16,8 +16,8 @@ from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import LookupUnsupported, ProviderError
 from providers.registry import ProviderRegistry
-from services import status_events
-from services.status_events import StatusEvent
+from services.callbacks import status_events
+from services.callbacks.status_events import StatusEvent
 
 log = logging.getLogger(__name__)
 FINAL = (InteractionStatus.DELIVERED, InteractionStatus.OPENED, InteractionStatus.FAILED)

@@ -14,17 +14,18 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from config import metrics
 from config.settings import Settings
 from models.enums import InteractionStatus
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import LookupUnsupported, ProviderError, SendReceipt
 from providers.registry import ProviderRegistry
-from services import claims, inbox
-from services.batches import DispatchMessage, Publisher
-from services.claims import Claim, ClaimState
-from services.transitions import Outcome
+from services.callbacks import inbox
+from services.ledger.transitions import Outcome
+from services.sending import claims
+from services.sending.batches import DispatchMessage, Publisher
+from services.sending.claims import Claim, ClaimState
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 SOURCE = "reconciler"

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config import metrics
 from models.enums import EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
+from services.ledger.transitions import Outcome, decide
 from services.records import InteractionRecord, StatusUpdate
-from services.transitions import Outcome, decide
+from telemetry import metrics
 
 _TIMESTAMP = {
     InteractionStatus.SENT: "sent_at",

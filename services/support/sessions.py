@@ -18,7 +18,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.session import SessionFactory
 from models.staff_session import StaffSession
-from services.staff import LocalDirectory, StaffUser
+from services.support.staff import LocalDirectory, StaffUser
 
 OIDC_PREFIX = "oidc:"
 # Ended or expired rows are kept this long for the record, then deleted at a sign-in.

@@ -20,8 +20,8 @@ from models.enums import SENT_OR_BEYOND, ChannelType, EventKind, InteractionStat
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from providers.base import SendReceipt
-from services.transitions import decide
-from services.validation import recipient_index
+from services.ledger.transitions import decide
+from services.sending.validation import recipient_index
 
 SOURCE = "dispatch"
 

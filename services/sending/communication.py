@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from config import metrics
 from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
 from models.base import utcnow
@@ -29,9 +28,9 @@ from providers.base import (
     TransientProviderError,
 )
 from providers.registry import ProviderRegistry
-from services import claims, history, status_events, validation
-from services.claims import Claim, ClaimState, DispatchRequest
+from services.callbacks import status_events
 from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
+from services.ledger import history
 from services.records import (
     DispatchOutcome,
     DispatchResult,
@@ -39,6 +38,9 @@ from services.records import (
     InteractionRecord,
     StatusUpdate,
 )
+from services.sending import claims, validation
+from services.sending.claims import Claim, ClaimState, DispatchRequest
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 

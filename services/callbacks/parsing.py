@@ -13,8 +13,8 @@ from typing import Any
 
 from models.enums import InteractionStatus, InvalidEnumValue, parse_enum
 from providers.notify import notify_status
-from services.status_events import StatusEvent
-from services.validation import is_printable
+from services.callbacks.status_events import StatusEvent
+from services.sending.validation import is_printable
 
 NOTIFY = "notify"
 SIGNED = "signed"

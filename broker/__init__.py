@@ -1,0 +1,1 @@
+"""Celery plumbing that is not a task: app factory, task names, publishing, argument redaction."""

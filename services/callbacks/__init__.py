@@ -1,0 +1,1 @@
+"""Provider callbacks: who sent them, what they say, storing them, and applying them once."""

@@ -1,0 +1,1 @@
+"""Sending: the RFC's operations, the claim around a provider call, bulk sends, settling claims."""

@@ -1,0 +1,1 @@
+"""Counters and timings the service keeps for Prometheus."""
