@@ -11,6 +11,8 @@ COPY providers ./providers
 COPY services ./services
 COPY tasks ./tasks
 COPY workers ./workers
+COPY broker ./broker
+COPY telemetry ./telemetry
 # A regular (not editable) install: the image holds the package and its data, not the tree.
 RUN /opt/venv/bin/pip install .
 

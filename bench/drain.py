@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from bench.harness import start_workers, stop_workers, wait_for
 from bench.webhooks import receipt
+from broker.app import create_app
 from broker.wake import InboxWake
 from config.settings import Settings
 from models import CustomerInteraction, InboundEvent
@@ -34,7 +35,6 @@ from models.migrate import upgrade
 from models.session import build_engine, session_factory
 from services.callbacks import inbox
 from services.callbacks.parsing import parse_notify
-from workers.app import create_app
 
 DB_URL = os.environ.get(
     "BENCH_DRAIN_DATABASE_URL",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.app import create_app
 from config.settings import get_settings
-from workers.app import create_app
 
 app = create_app(get_settings())
 app.conf.include = []

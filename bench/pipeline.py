@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from bench.harness import PYTHON, ROOT, StubProcess, start_workers, stop_workers, wait_for
+from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
 from models import CustomerInteraction
 from models.migrate import upgrade
 from models.session import build_engine
 from services.sending.batches import BatchProducer, RecipientRow
-from workers.app import create_app
 
 DB_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_bench"

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from config.celery import DISPATCH_QUEUE
+from broker.redaction import shown_arguments
+from config.celery import DISPATCH_QUEUE, TaskName
 from services.sending.batches import DispatchMessage
-from workers.app import shown_arguments
 
-TASK_NAME = "tasks.dispatch"
+TASK_NAME = TaskName.DISPATCH.value
 
 
 class CeleryPublisher:

@@ -16,10 +16,9 @@ import threading
 import redis
 from celery import Celery
 
-from config.celery import STATUS_QUEUE
-from config.settings import Settings
+from config.celery import STATUS_QUEUE, TaskName
 
-DRAIN_TASK = "tasks.drain_inbox"
+DRAIN_TASK = TaskName.DRAIN_INBOX.value
 FLAG = "interactions:inbox:drain-queued"
 FLAG_SECONDS = 15
 
@@ -27,25 +26,17 @@ FLAG_SECONDS = 15
 class InboxWake:
     """Queues a drain when none is waiting; on a broker other than Redis, one per callback."""
 
-    def __init__(self, celery: Celery | None = None, settings: Settings | None = None) -> None:
+    def __init__(self, celery: Celery) -> None:
         self._celery = celery
-        self._settings = settings
         self._redis: redis.Redis | None = None
         self._checked = False
         self._lock = threading.Lock()
-
-    def _app(self) -> Celery:
-        if self._celery is None:
-            from workers.app import app, create_app
-
-            self._celery = app if self._settings is None else create_app(self._settings)
-        return self._celery
 
     def _flags(self) -> redis.Redis | None:
         """A client for the broker's Redis, built on first use (after a server forks)."""
         with self._lock:
             if not self._checked:
-                url = str(self._app().conf.broker_url)
+                url = str(self._celery.conf.broker_url)
                 if url.startswith(("redis://", "rediss://")):
                     self._redis = redis.Redis.from_url(url, socket_timeout=5)
                 self._checked = True
@@ -61,7 +52,7 @@ class InboxWake:
         if flags is not None and not flags.set(FLAG, b"1", nx=True, ex=FLAG_SECONDS):
             return
         try:
-            self._app().send_task(DRAIN_TASK, queue=STATUS_QUEUE, retry=False)
+            self._celery.send_task(DRAIN_TASK, queue=STATUS_QUEUE, retry=False)
         except Exception:
             if flags is not None:
                 flags.delete(FLAG)

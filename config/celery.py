@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from celery.schedules import crontab
@@ -10,18 +11,33 @@ from kombu import Queue
 
 from config.settings import Settings
 
+
+class TaskName(StrEnum):
+    """Every task's registered name: the one place producers, routes and beat take them from."""
+
+    DISPATCH = "tasks.dispatch"
+    APPLY_STATUS_EVENT = "tasks.apply_status_event"
+    DRAIN_INBOX = "tasks.drain_inbox"
+    RECONCILE_CLAIMS = "tasks.reconcile_claims"
+    POLL_UNFINISHED = "tasks.poll_unfinished"
+    ARCHIVE_EXPIRED = "tasks.archive_expired"
+
+
+# Imported by a worker at start-up; a producer publishes by name and never imports them.
+TASK_MODULES = ("tasks.dispatch", "tasks.status", "tasks.maintenance", "tasks.archive")
+
 DISPATCH_QUEUE = "dispatch"
 STATUS_QUEUE = "status"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUES = (DISPATCH_QUEUE, STATUS_QUEUE, MAINTENANCE_QUEUE)
 
 ROUTES = {
-    "tasks.dispatch": {"queue": DISPATCH_QUEUE},
-    "tasks.apply_status_event": {"queue": STATUS_QUEUE},
-    "tasks.drain_inbox": {"queue": STATUS_QUEUE},
-    "tasks.reconcile_claims": {"queue": MAINTENANCE_QUEUE},
-    "tasks.poll_unfinished": {"queue": MAINTENANCE_QUEUE},
-    "tasks.archive_expired": {"queue": MAINTENANCE_QUEUE},
+    TaskName.DISPATCH.value: {"queue": DISPATCH_QUEUE},
+    TaskName.APPLY_STATUS_EVENT.value: {"queue": STATUS_QUEUE},
+    TaskName.DRAIN_INBOX.value: {"queue": STATUS_QUEUE},
+    TaskName.RECONCILE_CLAIMS.value: {"queue": MAINTENANCE_QUEUE},
+    TaskName.POLL_UNFINISHED.value: {"queue": MAINTENANCE_QUEUE},
+    TaskName.ARCHIVE_EXPIRED.value: {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -72,23 +88,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             # Callbacks wake the drain themselves; this catches a wake whose message was lost.
             "drain-inbox": {
-                "task": "tasks.drain_inbox",
+                "task": TaskName.DRAIN_INBOX.value,
                 "schedule": timedelta(seconds=30),
                 "options": {"queue": STATUS_QUEUE, "expires": 25},
             },
             "reconcile-claims": {
-                "task": "tasks.reconcile_claims",
+                "task": TaskName.RECONCILE_CLAIMS.value,
                 "schedule": timedelta(minutes=1),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 55},
             },
             "poll-unfinished": {
-                "task": "tasks.poll_unfinished",
+                "task": TaskName.POLL_UNFINISHED.value,
                 "schedule": timedelta(minutes=15),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 14 * 60},
             },
             # The janitor: monthly, when traffic is lowest; a run missed by a day waits a month.
             "archive-expired": {
-                "task": "tasks.archive_expired",
+                "task": TaskName.ARCHIVE_EXPIRED.value,
                 "schedule": crontab(minute=0, hour=3, day_of_month=1),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 23 * 3600},
             },

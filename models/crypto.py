@@ -162,8 +162,8 @@ _ring: KeyRing | None = None
 
 
 def keyring() -> KeyRing:
-    """This process's key ring, loaded from settings on first use."""
-    global _ring  # noqa: PLW0603 - one ring per process, like the engine
+    """The ring sealed columns use: the one installed, else the settings' (loaded once)."""
+    global _ring  # noqa: PLW0603 - column types are built at import, so they read a slot
     with _lock:
         if _ring is None:
             _ring = load_keyring(get_settings())

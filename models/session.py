@@ -1,9 +1,7 @@
-"""Engines and sessions, built lazily and once per process so forked workers never share one."""
+"""Engines and sessions: how one is built for each dialect; the process container holds them."""
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings, get_settings
 
 SessionFactory = Callable[[], Session]
-
-_lock = threading.Lock()
-_engines: dict[tuple[int, str, bool], Engine] = {}
 
 
 def build_engine(url: str, settings: Settings | None = None, autocommit: bool = False) -> Engine:
@@ -71,27 +66,6 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def get_engine(settings: Settings | None = None, autocommit: bool = False) -> Engine:
-    """This process's engine for the configured database, built on first use."""
-    settings = settings or get_settings()
-    url = settings.resolved_database_url
-    key = (os.getpid(), url, autocommit)
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = build_engine(url, settings, autocommit)
-            _engines[key] = engine
-        return engine
-
-
-def dispose_engines() -> None:
-    """Forget every engine inherited from a parent process without closing its connections."""
-    with _lock:
-        for engine in _engines.values():
-            engine.dispose(close=False)
-        _engines.clear()
-
-
-def session_factory(engine: Engine | None = None) -> SessionFactory:
+def session_factory(engine: Engine) -> SessionFactory:
     """A factory of short-lived sessions; objects stay readable after commit."""
-    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    return sessionmaker(bind=engine, expire_on_commit=False)

@@ -1,13 +1,18 @@
-"""A database lock that keeps two runs of one maintenance job from overlapping."""
+"""A database lock that keeps two runs of one maintenance job apart, and running a job under it."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from telemetry import metrics
+
+R = TypeVar("R")
 
 
 def _lock_id(name: str) -> int:
@@ -38,3 +43,16 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
                     sa.text("SELECT pg_advisory_unlock(:id)"), {"id": _lock_id(name)}
                 )
                 connection.commit()
+
+
+class AlreadyRunning(RuntimeError):
+    """Another run of the job holds its lock."""
+
+
+def run_exclusively(engine: Engine, name: str, job: Callable[[], R]) -> R:
+    """Run ``job`` under the lock named ``name``, counting the run; raise if another holds it."""
+    with exclusive(engine, name) as mine:
+        metrics.maintenance_run(name, mine)
+        if not mine:
+            raise AlreadyRunning(f"{name} is already running elsewhere")
+        return job()

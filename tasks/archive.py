@@ -6,23 +6,24 @@ import logging
 
 from celery import Task
 
+from config.celery import TaskName
 from config.settings import get_settings
-from models.session import get_engine
 from services.archive.janitor import Janitor
 from services.archive.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.purge import purge_expired
 from services.archive.storage import open_store
+from services.container import container
 from tasks.base import project_task
 
 log = logging.getLogger(__name__)
 _LIMIT = get_settings().archive_task_time_limit_seconds
 
 
-@project_task("tasks.archive_expired", time_limit=_LIMIT, soft_time_limit=_LIMIT - 30)
+@project_task(TaskName.ARCHIVE_EXPIRED, time_limit=_LIMIT, soft_time_limit=_LIMIT - 30)
 def archive_expired(self: Task) -> None:
     """Move interactions past the hot retention to the archive; purge files past the cold one."""
-    settings = get_settings()
-    engine = get_engine(settings)
+    here = container()
+    settings, engine = here.settings, here.engine
     store = open_store(settings)
     try:
         with archive_lock(engine):

@@ -1,4 +1,8 @@
-"""The one decorator every task goes through, carrying the shared options."""
+"""The one decorator every task goes through, carrying the shared options.
+
+Tasks register with ``shared_task``: they bind to whichever app the process runs (the worker's,
+built in ``workers.app``) and never import the process layer.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,21 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from workers.app import app
+from celery import shared_task
+
+from config.celery import TaskName
 
 
-def project_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+def project_task(name: TaskName, **options: Any) -> Callable[[Callable[..., Any]], Any]:
     """Register a task: bound, acknowledged late, put back if its worker dies, no result kept."""
     defaults: dict[str, Any] = {
-        "name": name,
+        "name": name.value,
         "bind": True,
         "ignore_result": True,
         "acks_late": True,
         "reject_on_worker_lost": True,
     }
-    return app.task(**{**defaults, **options})  # type: ignore[no-any-return]
+    return shared_task(**{**defaults, **options})  # type: ignore[no-any-return]
 
 
 def backoff(retries: int, base: float, cap: float) -> float:

@@ -8,16 +8,16 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from config.settings import get_settings
+from config.celery import TaskName
+from services.container import container
 from services.errors import InvalidInput, TransientDispatchError
 from tasks.base import backoff, project_task
 from telemetry import metrics
-from workers import runtime
 
 log = logging.getLogger(__name__)
 
 
-@project_task("tasks.dispatch")
+@project_task(TaskName.DISPATCH)
 def dispatch(
     self: Task,
     *,
@@ -30,10 +30,11 @@ def dispatch(
     batch_id: str | None = None,
 ) -> None:
     """Claim, send and record through CommunicationService; retry what is worth retrying."""
-    settings = get_settings()
+    here = container()
+    settings = here.settings
     context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
     try:
-        result = runtime.service().dispatch(
+        result = here.communication.dispatch(
             customer_id,
             channel,
             template_key,
@@ -50,7 +51,7 @@ def dispatch(
         retries = self.request.retries
         if retries >= settings.dispatch_max_retries:
             reason = f"gave up after {retries + 1} attempts: {exc.reason}"
-            if runtime.service().give_up(idempotency_key, reason):
+            if here.communication.give_up(idempotency_key, reason):
                 metrics.gave_up(channel, settings)
             log.warning("dispatch failed for good: %s", exc.reason, extra=context)
             return

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import logging
 
-from celery import Celery, Task
+from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from broker.wake import InboxWake
-from config.settings import get_settings
+from config.celery import TaskName
 from models.base import utcnow
-from models.session import get_engine, session_factory
 from services.callbacks import inbox
+from services.container import container
 from services.ledger.transitions import Outcome
 from tasks.base import backoff, project_task
 
 log = logging.getLogger(__name__)
 BASE_DELAY = 5.0
 MAX_DELAY = 60.0
-_wakes: dict[int, InboxWake] = {}
-
-
-def _wake(app: Celery) -> InboxWake:
-    wake = _wakes.get(id(app))
-    if wake is None:
-        wake = _wakes.setdefault(id(app), InboxWake(app))
-    return wake
 
 
 def _retries_for(window: float) -> int:
@@ -42,15 +33,14 @@ def _retries_for(window: float) -> int:
     return retries
 
 
-@project_task("tasks.apply_status_event")
+@project_task(TaskName.APPLY_STATUS_EVENT)
 def apply_status_event(self: Task, *, event_id: int) -> None:
     """Apply a stored callback; one matching nothing yet is retried, then kept as an orphan."""
-    settings = get_settings()
-    max_retries = _retries_for(settings.status_retry_window_seconds)
+    here = container()
+    max_retries = _retries_for(here.settings.status_retry_window_seconds)
     final = self.request.retries >= max_retries
-    sessions = session_factory(get_engine(settings))
     try:
-        outcome = inbox.apply(sessions, event_id, final, utcnow())
+        outcome = inbox.apply(here.sessions, event_id, final, utcnow())
     except DBAPIError:
         raise self.retry(
             countdown=backoff(self.request.retries, BASE_DELAY, MAX_DELAY), max_retries=None
@@ -63,16 +53,16 @@ def apply_status_event(self: Task, *, event_id: int) -> None:
     log.info("status event %s: %s", event_id, outcome.value)
 
 
-@project_task("tasks.drain_inbox")
+@project_task(TaskName.DRAIN_INBOX)
 def drain_inbox(self: Task) -> None:
     """Apply a batch of callbacks nobody has tried yet; a full batch queues the next drain."""
-    settings = get_settings()
-    wake = _wake(self.app)
+    here = container()
+    wake = here.inbox_wake
     wake.started()
     try:
         drained = inbox.drain(
-            session_factory(get_engine(settings)),
-            settings.inbox_drain_batch_size,
+            here.sessions,
+            here.settings.inbox_drain_batch_size,
             more=wake.wake,
             retry_alone=lambda inbound_id: apply_status_event.apply_async(
                 kwargs={"event_id": inbound_id}, countdown=backoff(0, BASE_DELAY, MAX_DELAY)

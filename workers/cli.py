@@ -9,13 +9,11 @@ from typing import Any
 import click
 
 from config.logging import configure_logging
-from config.settings import get_settings
 from models.enums import ChannelType, InteractionStatus
 from models.migrate import upgrade
-from models.session import get_engine
+from services.container import container
 from services.errors import InvalidInput, TransientDispatchError
 from workers import display
-from workers.runtime import build_service
 
 CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
 STATUSES = click.Choice([s.value for s in InteractionStatus])
@@ -31,8 +29,7 @@ def main(verbose: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""
-    settings = get_settings()
-    upgrade(get_engine(settings))
+    upgrade(container().engine)
     click.echo("database is at the newest revision")
 
 
@@ -57,7 +54,7 @@ def dispatch(
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"--payload is not JSON: {exc.msg}") from None
     try:
-        result = build_service().dispatch(
+        result = container().communication.dispatch(
             customer_id, channel, template_key, data, idempotency_key, recipient
         )
     except InvalidInput as exc:
@@ -82,7 +79,7 @@ def timeline(
 ) -> None:
     """Show a customer's interactions, newest first."""
     try:
-        page = build_service().get_history(
+        page = container().communication.get_history(
             customer_id, limit, cursor=cursor, channel=channel, status=status
         )
     except InvalidInput as exc:
@@ -102,7 +99,7 @@ def timeline(
 def note(customer_id: str, content: str, author: str) -> None:
     """Record a phone call or manual notation on a customer's timeline."""
     try:
-        record = build_service().add_note(customer_id, content, author)
+        record = container().communication.add_note(customer_id, content, author)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"note {record.interaction_uuid} recorded for {record.customer_id}")
@@ -115,7 +112,7 @@ def note(customer_id: str, content: str, author: str) -> None:
 def contact(customer_id: str, email: str | None, phone: str | None) -> None:
     """Put a customer's email address or phone number (or both) in the contact directory."""
     try:
-        build_service().upsert_contact(customer_id, email, phone)
+        container().communication.upsert_contact(customer_id, email, phone)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"contact saved for {customer_id}")
@@ -128,7 +125,7 @@ def contact(customer_id: str, email: str | None, phone: str | None) -> None:
 def sent_to(address: str, channel: str, limit: int) -> None:
     """Show everything sent to ADDRESS, found by its blind index without decrypting."""
     try:
-        records = build_service().find_by_recipient(channel, address, limit)
+        records = container().communication.find_by_recipient(channel, address, limit)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     if not records:

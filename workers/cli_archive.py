@@ -9,11 +9,10 @@ from datetime import UTC, date, datetime
 
 import click
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from models.archive import ArchiveState
-from models.session import get_engine
 from services.archive import catalog, holds
 from services.archive.audit import verify_archive
 from services.archive.format import parse_month
@@ -22,6 +21,7 @@ from services.archive.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.purge import purge_expired
 from services.archive.restore import restore_month
 from services.archive.storage import ArchiveStore, open_store
+from services.container import container
 from services.errors import InvalidInput
 from workers import display
 
@@ -53,7 +53,7 @@ def _size(count: int) -> str:
 def _locked() -> Iterator[tuple[Engine, ArchiveStore]]:
     """The engine and store, with the archive lock held; a clear error when it cannot be."""
     settings = get_settings()
-    engine = get_engine(settings)
+    engine = container().engine
     try:
         with archive_lock(engine):
             yield engine, open_store(settings)
@@ -107,7 +107,7 @@ def run_command(dry_run: bool, before: datetime | None) -> None:
 @click.option("--state", type=click.Choice([s.value for s in ArchiveState]), default=None)
 def list_command(month: date | None, state: str | None) -> None:
     """List the archived files and what each holds."""
-    engine = get_engine(get_settings())
+    engine = container().engine
     with Session(engine) as session:
         rows = catalog.listing(session, month, ArchiveState(state) if state else None)
     if not rows:
@@ -135,7 +135,7 @@ def list_command(month: date | None, state: str | None) -> None:
 @click.option("--month", callback=_month, help="Only this month (YYYY-MM).")
 def verify_command(month: date | None) -> None:
     """Re-hash every archived file against its manifest."""
-    engine = get_engine(get_settings())
+    engine = container().engine
 
     def shown(key: str, problem: str | None) -> None:
         click.echo(f"ok      {key}" if problem is None else f"FAILED  {problem}")
@@ -198,7 +198,7 @@ def hold() -> None:
 @click.option("--reason", required=True, help="Why, e.g. the case or request it serves.")
 def hold_add(customer_id: str | None, month: date | None, placed_by: str, reason: str) -> None:
     """Place a legal hold."""
-    sessions = sessionmaker(bind=get_engine(get_settings()), expire_on_commit=False)
+    sessions = container().sessions
     try:
         placed = holds.place(
             sessions, customer_id=customer_id, month=month, placed_by=placed_by, reason=reason
@@ -212,7 +212,7 @@ def hold_add(customer_id: str | None, month: date | None, placed_by: str, reason
 @click.option("--all", "show_all", is_flag=True, help="Released holds too.")
 def hold_list(show_all: bool) -> None:
     """List the legal holds in force."""
-    sessions = sessionmaker(bind=get_engine(get_settings()), expire_on_commit=False)
+    sessions = container().sessions
     found = holds.every(sessions) if show_all else holds.active(sessions)
     if not found:
         click.echo("no legal holds")
@@ -231,7 +231,7 @@ def hold_list(show_all: bool) -> None:
 @click.option("--by", "released_by", required=True, help="Who releases the hold.")
 def hold_release(hold_id: int, released_by: str) -> None:
     """Release a legal hold; it stays on record."""
-    sessions = sessionmaker(bind=get_engine(get_settings()), expire_on_commit=False)
+    sessions = container().sessions
     try:
         released = holds.release(sessions, hold_id, released_by)
     except InvalidInput as exc:

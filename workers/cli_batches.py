@@ -9,11 +9,11 @@ import click
 from config.settings import get_settings
 from models.base import utcnow
 from models.enums import ChannelType
-from models.session import get_engine, session_factory
+from services.container import container
 from services.errors import InvalidInput
-from services.locks import exclusive
+from services.locks import AlreadyRunning, run_exclusively
 from services.sending.batch_status import batch_status
-from services.sending.batches import BatchProducer, BatchReport, read_csv
+from services.sending.batches import BatchReport, read_csv
 from workers import display
 
 CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
@@ -31,11 +31,7 @@ def produce(
     batch_id: str, channel: str, template: str, path: Path, key_column: str | None, quiet: bool
 ) -> BatchReport:
     """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
-    from broker.publisher import CeleryPublisher
-    from workers.app import app
-
-    settings = get_settings()
-    producer = BatchProducer(session_factory(get_engine(settings)), CeleryPublisher(app), settings)
+    producer = container().batch_producer
     with path.open("rb") as stream:
         rows = read_csv(stream, key_column)
         if quiet:
@@ -75,7 +71,7 @@ def send_batch(
 @click.argument("batch_id")
 def batch_status_command(batch_id: str) -> None:
     """Show a batch's totals by status and its progress."""
-    sessions = session_factory(get_engine(get_settings()))
+    sessions = container().sessions
     try:
         status = batch_status(sessions, batch_id, utcnow())
     except InvalidInput as exc:
@@ -97,12 +93,11 @@ def batch_status_command(batch_id: str) -> None:
 @click.command("reconcile")
 def reconcile_command() -> None:
     """Run one reconciliation pass now (beat runs it every minute)."""
-    from tasks.maintenance import build_reconciler
-
-    with exclusive(get_engine(get_settings()), "reconcile_claims") as mine:
-        if not mine:
-            raise click.ClickException("a reconciliation is already running")
-        report = build_reconciler().run()
+    here = container()
+    try:
+        report = run_exclusively(here.engine, "reconcile_claims", here.reconciler().run)
+    except AlreadyRunning:
+        raise click.ClickException("a reconciliation is already running") from None
     click.echo(
         f"confirmed sent {report.confirmed_sent}, released {report.released}, "
         f"requeued {report.requeued}, held {report.held}, lookup errors {report.lookup_errors}"

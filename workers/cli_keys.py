@@ -6,7 +6,7 @@ import click
 
 from config.settings import get_settings
 from models.crypto import keyring
-from models.session import get_engine, session_factory
+from services.container import container
 from services.keys.rotation import (
     PLAINTEXT,
     archive_keys,
@@ -32,7 +32,7 @@ def generate() -> None:
 def status() -> None:
     """Show how many stored values each key seals; a key sealing none can be removed."""
     ring = keyring()
-    used = keys_in_use(get_engine(get_settings()))
+    used = keys_in_use(container().engine)
     click.echo(f"active key: {ring.active}")
     for key_id in sorted(set(ring.keys) | set(used)):
         where = "" if key_id in ring.keys else "  (NOT IN THE KEY RING)"
@@ -45,7 +45,7 @@ def status() -> None:
 
 def _report_archive(active: str) -> None:
     settings = get_settings()
-    files = archive_keys(session_factory(get_engine(settings)), settings)
+    files = archive_keys(container().sessions, settings)
     older = {key: ids for key, ids in files.items() if set(ids) - {active}}
     click.echo(f"archive: {len(files)} files, {len(older)} with values under other keys")
     for key, ids in sorted(older.items()):
@@ -56,7 +56,7 @@ def _report_archive(active: str) -> None:
 @keys.command("rotate")
 def rotate_command() -> None:
     """Re-seal every value under the active key; stop and run again at any time."""
-    engine = get_engine(get_settings())
+    engine = container().engine
     ring = keyring()
     with click.progressbar(
         length=values_to_rotate(engine), label=f"re-sealing under {ring.active}"

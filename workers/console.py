@@ -9,8 +9,7 @@ never an address: a search by address is a POST that redirects to the customer's
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from flask import Flask, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,11 +18,10 @@ from werkzeug.wrappers import Response
 
 from config.settings import Settings, get_settings
 from models.enums import ChannelType
-from models.session import SessionFactory, get_engine, session_factory
-from providers.registry import ProviderRegistry
+from models.session import SessionFactory
 from services.errors import InvalidInput
 from services.sending import validation
-from services.sending.batches import DispatchMessage, Publisher
+from services.sending.batches import Publisher
 from services.sending.communication import CommunicationService
 from services.support.service import (
     NotFound,
@@ -35,27 +33,13 @@ from services.support.service import (
     forced_resends,
     resend_of,
 )
-from services.support.sessions import StaffSessions
-from services.support.sign_in_throttle import SignInThrottle
 from services.support.staff import LocalDirectory, Permission
 from workers.console_auth import current_user, install_auth, requires
+from workers.webapp import services as container_of_request
+from workers.webapp import use_container
 
 log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
-
-
-# What each worker process builds once: the services behind the pages and the sign-in.
-Built = tuple[CommunicationService, SupportService, StaffSessions, SignInThrottle]
-
-
-class DispatchQueue:
-    """Publishes dispatch tasks on the configured Celery app, imported on first use."""
-
-    def publish(self, messages: Sequence[DispatchMessage]) -> None:
-        from broker.publisher import CeleryPublisher
-        from workers.app import app
-
-        CeleryPublisher(app).publish(messages)
 
 
 def create_app(
@@ -65,30 +49,22 @@ def create_app(
 ) -> Flask:
     """The console WSGI app; each gunicorn worker builds its own engine on first request."""
     resolved = settings or get_settings()
-    built: dict[int, Built] = {}
-    queue = publisher or DispatchQueue()
+    app = Flask(__name__, static_url_path="/static")
+    use_container(app, settings, sessions=sessions, publisher=publisher)
     directory = LocalDirectory(resolved.console_users)
 
-    def built_here() -> Built:
-        pid = os.getpid()
-        if pid not in built:
-            built.clear()
-            factory = sessions or session_factory(get_engine(resolved))
-            built[pid] = (
-                # The console sends nothing itself: dispatch runs in the workers.
-                CommunicationService(factory, ProviderRegistry({}), resolved),
-                SupportService(factory, queue, resolved),
-                StaffSessions(factory, directory, resolved),
-                SignInThrottle(factory, resolved),
-            )
-        return built[pid]
-
     def services() -> tuple[CommunicationService, SupportService]:
-        communication, support, _, _ = built_here()
-        return communication, support
+        # The console sends nothing itself: dispatch runs in the workers.
+        here = container_of_request()
+        return here.ledger_reader, here.support
 
-    app = Flask(__name__, static_url_path="/static")
-    install_auth(app, directory, resolved, lambda: built_here()[2], lambda: built_here()[3])
+    install_auth(
+        app,
+        directory,
+        resolved,
+        lambda: container_of_request().staff_sessions,
+        lambda: container_of_request().sign_in_throttle,
+    )
     app.jinja_env.globals.update(
         resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
     )

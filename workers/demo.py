@@ -16,24 +16,18 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
 
-from broker.publisher import CeleryPublisher
-from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models import CustomerInteraction, InboundEvent, InteractionEvent
 from models.base import utcnow
 from models.migrate import upgrade
-from models.session import get_engine
-from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
 from services.callbacks.signatures import token_sha256
-from services.sending.batches import BatchProducer, read_csv
+from services.container import Container, container
+from services.sending.batches import read_csv
 from services.sending.communication import CommunicationService
-from services.sending.reconciliation import Reconciler
 from workers import display
-from workers.app import create_app
 from workers.processes import worker_command
 from workers.webhooks import create_app as create_webhook_app
 
@@ -124,14 +118,12 @@ class DemoRun:
         self.started = utcnow()
         self.batch_id = f"demo-{self.started:%Y%m%d-%H%M%S}"
         self.csv_path = run_dir / f"{self.batch_id}.csv"
-        self.sessions = sessionmaker(bind=get_engine(base), expire_on_commit=False)
-        publisher = CeleryPublisher(create_app(self.settings))
-        self.producer = BatchProducer(self.sessions, publisher, self.settings)
-        self.providers = ProviderRegistry.from_settings(self.settings)
+        parts = Container(self.settings)
+        self.sessions = parts.sessions
+        self.producer = parts.batch_producer
+        self.providers = parts.providers
         self.confirmed = self.requeued = 0
-        self.reconciler = Reconciler(
-            self.sessions, self.providers, publisher, self.settings, utcnow
-        )
+        self.reconciler = parts.reconciler()
 
     def produce(self) -> str:
         """Run the producer over the CSV; running it again is the resume."""
@@ -257,7 +249,7 @@ def run_demo() -> None:
         else "the configured PostgreSQL and broker"
     )
     click.echo(f"running on {where}")
-    upgrade(get_engine(base))
+    upgrade(container().engine)
     run_dir = (base.var_dir / "demo").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     with StubNotifyServer(api_key=DEMO_API_KEY, latency_ms=5) as stub:
@@ -278,7 +270,7 @@ class WebhookThread:
     """The webhook app served from a thread of the demo, as gunicorn serves it in production."""
 
     def __init__(self, settings: Settings) -> None:
-        app = create_webhook_app(settings, InboxWake(create_app(settings)))
+        app = create_webhook_app(settings)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings, get_settings
 from models.migrate import current_revision, head_revision
-from models.session import get_engine
+from models.session import build_engine
 from workers.doctor_checks import (
     Check,
     check_archive_storage,
@@ -33,9 +33,13 @@ def check_database(settings: Settings) -> list[Check]:
     """Whether the database answers and is migrated to head."""
     url = settings.resolved_database_url
     try:
-        with get_engine(settings).connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-            current = current_revision(connection)
+        engine = build_engine(url, settings)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+                current = current_revision(connection)
+        finally:
+            engine.dispose()
     except sa.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
         return [Check("database", False, f"{_redacted(url)} does not answer: {reason}")]

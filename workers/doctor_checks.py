@@ -11,6 +11,7 @@ from datetime import timedelta
 from config.celery import QUEUES, ROUTES, celery_config
 from config.settings import Settings
 from services.callbacks.signatures import decode_secret
+from services.container import container
 from workers.flower import credential_problems
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -112,8 +113,7 @@ def check_webhook_secrets(settings: Settings) -> list[Check]:
 
 def check_beat_schedule(settings: Settings) -> list[Check]:
     """Whether every beat entry names a registered task on a consumed queue, and fits its period."""
-    from workers.app import app
-
+    app = container().celery
     app.loader.import_default_modules()
     problems = []
     schedule = celery_config(settings)["beat_schedule"]

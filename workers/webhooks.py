@@ -10,7 +10,6 @@ usually one Redis command.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,10 +17,9 @@ from typing import Any, Protocol
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models.base import utcnow
-from models.session import SessionFactory, get_engine, session_factory
+from models.session import SessionFactory
 from services.callbacks import inbox
 from services.callbacks.parsing import (
     NOTIFY,
@@ -38,6 +36,8 @@ from services.callbacks.signatures import (
     decode_secret,
 )
 from workers.metrics import install as install_metrics
+from workers.webapp import services as container_of_request
+from workers.webapp import use_container
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,13 @@ def create_app(
     sessions: SessionFactory | None = None,
 ) -> Flask:
     """The webhook WSGI app; each gunicorn worker builds its own engine on first request."""
+    app = Flask(__name__)
+    use_container(app, settings, autocommit_sessions=sessions, inbox_wake=status_queue)
     settings = settings or get_settings()
-    queue = status_queue or InboxWake(settings=settings)
-    resolved = settings
-    # One session factory per process, built on first use (after gunicorn forks its workers).
-    built: dict[int, SessionFactory] = {}
 
     def open_sessions() -> SessionFactory:
-        if sessions is not None:
-            return sessions
-        pid = os.getpid()
-        if pid not in built:
-            built.clear()
-            # One INSERT per callback: autocommit saves the COMMIT's round trip.
-            built[pid] = session_factory(get_engine(resolved, autocommit=True))
-        return built[pid]
+        # One INSERT per callback: autocommit saves the COMMIT's round trip.
+        return container_of_request().autocommit_sessions
 
     notify = BearerVerifier(tuple(settings.webhook_notify_token_sha256))
     signed = StandardWebhooksVerifier(
@@ -96,7 +88,6 @@ def create_app(
         settings.webhook_timestamp_tolerance_seconds,
     )
     limit = settings.webhook_max_body_bytes
-    app = Flask(__name__)
     install_metrics(app, settings)
 
     def receive(
@@ -122,7 +113,7 @@ def create_app(
             return _answer(503, "the event could not be stored; try again")
         if stored.needs_applying:
             try:
-                queue.enqueue(stored.inbound_id)
+                container_of_request().inbox_wake.enqueue(stored.inbound_id)
             except Exception as exc:  # the broker's own errors vary by transport
                 log.error("callback stored but not enqueued: %s", type(exc).__name__)
                 return _answer(503, "the event is stored but could not be queued; try again")

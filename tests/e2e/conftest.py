@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import sessionmaker
 
+from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
 from models import CustomerInteraction
@@ -28,7 +29,6 @@ from services.sending.batches import BatchProducer, BatchReport, DispatchMessage
 from services.sending.reconciliation import Reconciler, ReconcileReport
 from tests.conftest import PG_URL, TABLES, recreate_database
 from tests.e2e.harness import WebhookServer, Worker
-from workers.app import create_app
 
 pytestmark = pytest.mark.e2e
 

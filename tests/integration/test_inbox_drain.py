@@ -18,6 +18,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from broker.app import create_app
 from config.celery import STATUS_QUEUE
 from config.settings import Settings
 from models import InboundEvent, InteractionEvent
@@ -32,7 +33,6 @@ from tests.conftest import Database
 from tests.factories import send_email
 from tests.fakes import FakeProvider
 from tests.webhook_fixtures import notify_receipt
-from workers.app import create_app
 
 BROKER = os.environ.get("INTERACTIONS_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")
 

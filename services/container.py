@@ -1,0 +1,209 @@
+"""The composition root: each process's engine, key ring, providers, publisher and services.
+
+Every entry point (the worker and its tasks, the webhook app, the console, the command line)
+takes what it needs from ``container()``. Parts are built on first use, so a command that only
+reads the database never builds a provider. A forked child (a prefork worker, a gunicorn
+worker) must not use its parent's connections: ``after_fork()`` drops what holds them, and
+``container()`` does the same on its own when it finds itself in a new process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast, overload
+
+from celery import Celery
+from sqlalchemy.engine import Engine
+
+from broker.app import create_app
+from broker.publisher import CeleryPublisher
+from broker.wake import InboxWake
+from config.settings import Settings, get_settings
+from models.base import utcnow
+from models.crypto import KeyRing, keyring
+from models.session import SessionFactory, build_engine, session_factory
+from providers.registry import ProviderRegistry
+from services.sending.batches import BatchProducer, Publisher
+from services.sending.communication import CommunicationService
+from services.sending.polling import Poller
+from services.sending.reconciliation import Reconciler
+from services.support.service import SupportService
+from services.support.sessions import StaffSessions
+from services.support.sign_in_throttle import SignInThrottle
+from services.support.staff import LocalDirectory
+
+T = TypeVar("T")
+# Parts that survive a fork: they hold no connection of their own (Celery resets its pools).
+FORK_SAFE = frozenset({"celery"})
+
+
+class part(Generic[T]):
+    """A part built once on first use, under the container's lock, unless given at construction."""
+
+    def __init__(self, build: Callable[[Container], T]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, owner: None, kind: type[Container]) -> part[T]: ...
+
+    @overload
+    def __get__(self, owner: Container, kind: type[Container]) -> T: ...
+
+    def __get__(self, owner: Container | None, kind: type[Container]) -> T | part[T]:
+        if owner is None:
+            return self
+        built = owner._parts.get(self._name)
+        if built is None:
+            with owner._lock:
+                built = owner._parts.get(self._name)
+                if built is None:
+                    built = owner._parts[self._name] = self._build(owner)
+        return cast(T, built)
+
+
+class Container:
+    """One process's collaborators; ``given`` replaces any part by name (tests, one-off tools)."""
+
+    def __init__(self, settings: Settings, **given: Any) -> None:
+        self.settings = settings
+        self._given = dict(given)
+        self._parts: dict[str, Any] = dict(given)
+        self._lock = threading.RLock()
+
+    @part
+    def engine(self) -> Engine:
+        """The engine for the configured database."""
+        return build_engine(self.settings.resolved_database_url, self.settings)
+
+    @part
+    def autocommit_engine(self) -> Engine:
+        """An engine whose statements commit alone: one-INSERT writers skip a round trip."""
+        return build_engine(self.settings.resolved_database_url, self.settings, autocommit=True)
+
+    @part
+    def sessions(self) -> SessionFactory:
+        """Short-lived sessions on ``engine``."""
+        return session_factory(self.engine)
+
+    @part
+    def autocommit_sessions(self) -> SessionFactory:
+        """Sessions on ``autocommit_engine``, for the webhook's one INSERT per callback."""
+        return session_factory(self.autocommit_engine)
+
+    @part
+    def keyring(self) -> KeyRing:
+        """The key ring sealed columns read and write with (the one the models hold)."""
+        return keyring()
+
+    @part
+    def providers(self) -> ProviderRegistry:
+        """The providers the settings name, one per channel."""
+        return ProviderRegistry.from_settings(self.settings)
+
+    @part
+    def celery(self) -> Celery:
+        """The Celery app: the worker's own in a worker, a publisher's elsewhere."""
+        return create_app(self.settings)
+
+    @part
+    def publisher(self) -> Publisher:
+        """Publishes dispatch tasks in bulk."""
+        return CeleryPublisher(self.celery)
+
+    @part
+    def inbox_wake(self) -> InboxWake:
+        """Makes sure a drain is queued for stored callbacks."""
+        return InboxWake(self.celery)
+
+    @part
+    def communication(self) -> CommunicationService:
+        """The RFC's four operations, sending through the configured providers."""
+        return CommunicationService(self.sessions, self.providers, self.settings)
+
+    @part
+    def ledger_reader(self) -> CommunicationService:
+        """The same operations with no provider: for processes that read and note, never send."""
+        return CommunicationService(self.sessions, ProviderRegistry({}), self.settings)
+
+    @part
+    def support(self) -> SupportService:
+        """What support staff do for a caller; resends go through the workers."""
+        return SupportService(self.sessions, self.publisher, self.settings)
+
+    @part
+    def staff_directory(self) -> LocalDirectory:
+        """The console's local user list."""
+        return LocalDirectory(self.settings.console_users)
+
+    @part
+    def staff_sessions(self) -> StaffSessions:
+        """Console sessions kept in the database."""
+        return StaffSessions(self.sessions, self.staff_directory, self.settings)
+
+    @part
+    def sign_in_throttle(self) -> SignInThrottle:
+        """Failed sign-ins counted in the database."""
+        return SignInThrottle(self.sessions, self.settings)
+
+    @part
+    def batch_producer(self) -> BatchProducer:
+        """Streams a batch's recipients into dispatch tasks."""
+        return BatchProducer(self.sessions, self.publisher, self.settings)
+
+    def reconciler(self) -> Reconciler:
+        """A reconciler for one run: settles expired claims by asking the providers."""
+        return Reconciler(self.sessions, self.providers, self.publisher, self.settings, utcnow)
+
+    def poller(self) -> Poller:
+        """A poller for one run: asks the providers about outcomes that never came."""
+        return Poller(self.sessions, self.providers, self.settings, utcnow)
+
+    def after_fork(self) -> None:
+        """Forget every part that holds a connection; the child builds its own on next use."""
+        with self._lock:
+            for name, built in list(self._parts.items()):
+                if name in FORK_SAFE or name in self._given:
+                    continue
+                if isinstance(built, Engine):
+                    built.dispose(close=False)  # the parent's sockets stay the parent's
+                del self._parts[name]
+
+    def close(self) -> None:
+        """Close the engines' pooled connections (at exit, or when a test is done with it)."""
+        for name in ("engine", "autocommit_engine"):
+            engine = self._parts.get(name)
+            if isinstance(engine, Engine) and name not in self._given:
+                engine.dispose()
+
+
+_lock = threading.Lock()
+_current: Container | None = None
+_pid = 0
+
+
+def container() -> Container:
+    """This process's container, built on the process's settings at first use."""
+    global _current, _pid  # noqa: PLW0603 - the one per-process slot of the composition root
+    settings = get_settings()
+    with _lock:
+        if _current is not None and _pid != os.getpid():
+            _current.after_fork()
+            _pid = os.getpid()
+        if _current is None or _current.settings is not settings:
+            # Settings reloaded (a test, or a tool that changed the environment): start again.
+            _current = Container(settings)
+            _pid = os.getpid()
+        return _current
+
+
+def after_fork(**_: Any) -> None:
+    """Signal receiver for a forked child (Celery's worker_process_init, gunicorn's post_fork)."""
+    global _pid  # noqa: PLW0603
+    with _lock:
+        if _current is not None:
+            _current.after_fork()
+        _pid = os.getpid()
