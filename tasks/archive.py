@@ -8,10 +8,10 @@ from celery import Task
 
 from config.settings import get_settings
 from models.session import get_engine
-from services.archive.janitor import Janitor
-from services.archive.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
-from services.archive.purge import purge_expired
-from services.archive.storage import open_store
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
+from services.archive.jobs.retention_purge import purge_expired
+from services.archive.stores.factory import open_store
 from tasks.base import project_task
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from datetime import datetime
 
 from config.settings import get_settings
 from models.session import get_engine
-from services.archive.janitor import Janitor
-from services.archive.lock import archive_lock
-from services.archive.storage import open_store
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import archive_lock
+from services.archive.stores.factory import open_store
 
 
 def main() -> None:
