@@ -34,8 +34,8 @@ from models.migrate import upgrade
 from models.session import build_engine, session_factory
 from providers.log import LogProvider
 from providers.registry import ProviderRegistry
-from services.archive.audit import verify_archive
-from services.archive.storage import LocalStore
+from services.archive.jobs.audit import verify_archive
+from services.archive.stores.local_directory import LocalStore
 from services.sending.communication import CommunicationService
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ from celery import Task
 
 from config.celery import TaskName
 from config.settings import get_settings
-from services.archive.janitor import Janitor
-from services.archive.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
-from services.archive.purge import purge_expired
-from services.archive.storage import open_store
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
+from services.archive.jobs.retention_purge import purge_expired
+from services.archive.stores.factory import open_store
 from services.container import container
 from tasks.base import project_task
 

@@ -19,8 +19,9 @@ from config.settings import Settings
 from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
-from services.archive.storage import ArchiveStore, LocalStore
-from services.archive.sweep import data_key_of
+from services.archive.fileformat.names import data_key_of
+from services.archive.stores.local_directory import LocalStore
+from services.archive.stores.port import ArchiveStore
 
 ARCHIVE_TABLES = "interaction_events, interactions, archive_manifests, archive_legal_holds"
 S3_ENV = {
@@ -87,7 +88,7 @@ def build_world(
     engine: Engine, kind: str, tmp_path: Path, request: pytest.FixtureRequest, chunk_rows: int = 50
 ) -> ArchiveWorld:
     """A world on ``engine`` with a local directory or a fresh bucket as its store."""
-    from services.archive.storage import open_store
+    from services.archive.stores.factory import open_store
 
     options: dict[str, Any] = {}
     if kind == "s3":

@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from models.archive import ArchiveState
-from services.archive import catalog, holds
-from services.archive.audit import verify_archive
-from services.archive.format import parse_month
-from services.archive.janitor import Janitor
-from services.archive.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
-from services.archive.purge import purge_expired
-from services.archive.restore import restore_month
-from services.archive.storage import ArchiveStore, open_store
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.months import parse_month
+from services.archive.jobs import legal_holds
+from services.archive.jobs.audit import verify_archive
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
+from services.archive.jobs.restore import restore_month
+from services.archive.jobs.retention_purge import purge_expired
+from services.archive.stores.factory import open_store
+from services.archive.stores.port import ArchiveStore
 from services.container import container
 from services.errors import InvalidInput
 from workers import display
@@ -109,7 +111,7 @@ def list_command(month: date | None, state: str | None) -> None:
     """List the archived files and what each holds."""
     engine = container().engine
     with Session(engine) as session:
-        rows = catalog.listing(session, month, ArchiveState(state) if state else None)
+        rows = manifest_rows.listing(session, month, ArchiveState(state) if state else None)
     if not rows:
         click.echo("no archived files")
         return
@@ -200,12 +202,12 @@ def hold_add(customer_id: str | None, month: date | None, placed_by: str, reason
     """Place a legal hold."""
     sessions = container().sessions
     try:
-        placed = holds.place(
+        placed = legal_holds.place(
             sessions, customer_id=customer_id, month=month, placed_by=placed_by, reason=reason
         )
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"placed {holds.describe(placed)}")
+    click.echo(f"placed {legal_holds.describe(placed)}")
 
 
 @hold.command("list")
@@ -213,7 +215,8 @@ def hold_add(customer_id: str | None, month: date | None, placed_by: str, reason
 def hold_list(show_all: bool) -> None:
     """List the legal holds in force."""
     sessions = container().sessions
-    found = holds.every(sessions) if show_all else holds.active(sessions)
+    found = legal_holds.every(sessions) if show_all else legal_holds.active(sessions)
+from services.container import container
     if not found:
         click.echo("no legal holds")
         return
@@ -223,7 +226,7 @@ def hold_list(show_all: bool) -> None:
             if placed.released_at
             else ""
         )
-        click.echo(f"{holds.describe(placed)}; placed {placed.placed_at:%Y-%m-%d}{released}")
+        click.echo(f"{legal_holds.describe(placed)}; placed {placed.placed_at:%Y-%m-%d}{released}")
 
 
 @hold.command("release")
@@ -233,7 +236,7 @@ def hold_release(hold_id: int, released_by: str) -> None:
     """Release a legal hold; it stays on record."""
     sessions = container().sessions
     try:
-        released = holds.release(sessions, hold_id, released_by)
+        released = legal_holds.release(sessions, hold_id, released_by)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"released {holds.describe(released)}")
+    click.echo(f"released {legal_holds.describe(released)}")

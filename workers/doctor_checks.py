@@ -178,7 +178,7 @@ def check_flower(settings: Settings) -> list[Check]:
 
 def check_archive_storage(settings: Settings) -> list[Check]:
     """Whether the janitor can write to its archive store: a probe written, read back, removed."""
-    from services.archive.storage import open_store
+    from services.archive.stores.factory import open_store
 
     key = f"doctor/probe-{uuid.uuid4().hex}"
     probe = b"interactions doctor probe"

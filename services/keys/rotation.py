@@ -14,9 +14,9 @@ from config.settings import Settings
 from models.crypto import KeyRing, Undecryptable
 from models.sealing import SEALED_COLUMNS, count_values, resealer, rewrite_column, walk_values
 from models.session import SessionFactory
-from services.archive import catalog
-from services.archive.reading import lines
-from services.archive.storage import open_store
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.checked_lines import lines
+from services.archive.stores.factory import open_store
 
 PLAINTEXT = "(plaintext)"
 
@@ -89,7 +89,7 @@ def archive_keys(sessions: SessionFactory, settings: Settings) -> dict[str, Coun
     """
     store = open_store(settings)
     with sessions() as session:
-        manifests = [catalog.manifest_from_row(row) for row in catalog.listing(session)]
+        manifests = [manifest_rows.manifest_from_row(row) for row in manifest_rows.listing(session)]
     found: dict[str, Counter[str]] = {}
     for manifest in manifests:
         used: Counter[str] = Counter()

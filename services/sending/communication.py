@@ -242,7 +242,7 @@ class CommunicationService:
             status,
         )
         if include_archived:
-            from services.archive.reader import history_with_archive
+            from services.archive.timeline import history_with_archive
 
             return history_with_archive(self._sessions, self._settings, query)
         with self._sessions() as session:

@@ -12,10 +12,10 @@ import time
 from datetime import datetime
 
 from config.settings import get_settings
-from models.session import get_engine
-from services.archive.janitor import Janitor
-from services.archive.lock import archive_lock
-from services.archive.storage import open_store
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import archive_lock
+from services.archive.stores.factory import open_store
+from services.container import container
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
                 time.sleep(600)
 
     settings = get_settings()
-    engine = get_engine(settings)
+    engine = container().engine
     with archive_lock(engine):
         Janitor(engine, open_store(settings), settings, on_step=stop_at).run(cutoff)
     print("DONE", flush=True)

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.archive import ArchiveState
-from services.archive.audit import verify_archive
-from services.archive.janitor import STEPS, Janitor
-from services.archive.lock import archive_lock
+from services.archive.jobs.audit import verify_archive
+from services.archive.jobs.janitor import STEPS, Janitor
+from services.archive.jobs.lock import archive_lock
 from tests.archive_fixtures import (
     ArchiveWorld,
     archive_contents,

@@ -15,11 +15,11 @@ from config.settings import get_settings
 from models.archive import ArchiveManifest, ArchiveState
 from models.base import utcnow
 from models.enums import InteractionStatus
-from services.archive.audit import verify_archive
-from services.archive.janitor import Janitor
-from services.archive.lock import ArchiveBusy, archive_lock
-from services.archive.restore import restore_month
-from services.archive.storage import ObjectExists
+from services.archive.jobs.audit import verify_archive
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.lock import ArchiveBusy, archive_lock
+from services.archive.jobs.restore import restore_month
+from services.archive.stores.port import ObjectExists
 from tasks.archive import archive_expired
 from tests.archive_fixtures import (
     ArchiveWorld,

@@ -11,8 +11,8 @@ from sqlalchemy.orm import sessionmaker
 
 from models.crypto import KeyRing, install_keyring, keyring
 from providers.registry import ProviderRegistry
-from services.archive.janitor import Janitor
-from services.archive.restore import restore_month
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.restore import restore_month
 from services.keys.rotation import archive_keys, rotate
 from services.sending.communication import CommunicationService
 from tests.archive_fixtures import (

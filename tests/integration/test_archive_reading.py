@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.archive import ArchiveManifest, ArchiveState
 from providers.registry import ProviderRegistry
-from services.archive import holds
-from services.archive.format import parse_month
-from services.archive.janitor import Janitor
-from services.archive.purge import purge_expired
+from services.archive.fileformat.months import parse_month
+from services.archive.jobs import legal_holds
+from services.archive.jobs.janitor import Janitor
+from services.archive.jobs.retention_purge import purge_expired
 from services.sending.communication import CommunicationService
 from tests.archive_fixtures import (
     ArchiveWorld,
@@ -41,10 +41,10 @@ def test_purge_keeps_what_a_legal_hold_covers_and_the_dry_run_says_why(
     recent = seed(world.engine, datetime(2024, 6, 2, tzinfo=UTC), customer_id="C-FREE")
     Janitor(world.engine, world.store, world.settings).run(datetime(2025, 1, 1, tzinfo=UTC))
     sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
-    hold = holds.place(
+    hold = legal_holds.place(
         sessions, customer_id="C-HELD", month=None, placed_by="j.doe", reason="case 2031-17"
     )
-    holds.place(
+    legal_holds.place(
         sessions, customer_id=None, month=parse_month("2024-03"), placed_by="a.roe", reason="audit"
     )
 
@@ -70,7 +70,7 @@ def test_purge_keeps_what_a_legal_hold_covers_and_the_dry_run_says_why(
     }
     assert not any("2024-02" in key for key in world.store.keys("interactions/"))
 
-    holds.release(sessions, hold.id, "j.doe")
+    legal_holds.release(sessions, hold.id, "j.doe")
     after = purge_expired(world.engine, world.store, world.settings, clock=lambda: NOW)
     assert after.purged == 1 and states(world)[f"2024-01/{held}"] is ArchiveState.PURGED
 

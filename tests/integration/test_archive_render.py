@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection, Engine
 
-from services.archive import render
-from services.archive.export import EVENTS, INTERACTIONS
+from services.archive.fileformat import row_json_sql as render
+from services.archive.jobs.window_export import EVENTS, INTERACTIONS
 
 # Everything PostgreSQL's text can hold: quotes, backslashes, control and non-ASCII characters.
 TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)

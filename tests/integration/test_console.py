@@ -16,7 +16,7 @@ from config.settings import Settings
 from models.enums import EventKind
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
-from services.archive.janitor import Janitor
+from services.archive.jobs.janitor import Janitor
 from services.sending.communication import CommunicationService
 from tests.archive_fixtures import build_world, clean, seed
 from tests.conftest import Database

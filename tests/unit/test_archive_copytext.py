@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.archive.copytext import unescape
+from services.archive.fileformat.copytext import unescape
 
 
 def test_rows_without_a_backslash_come_back_as_they_are() -> None:

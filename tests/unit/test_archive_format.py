@@ -9,16 +9,12 @@ from celery.schedules import crontab
 
 from config.celery import celery_config
 from config.settings import Settings
-from services.archive.bloom import HASHES, CustomerFilter, _positions
-from services.archive.format import (
-    Manifest,
-    manifest_key,
-    months_back,
-    object_key,
-    parse_month,
-)
-from services.archive.plan import MonthCount, Plan
-from services.archive.purge import purge_before
+from services.archive.fileformat.customer_filter import HASHES, CustomerFilter, _positions
+from services.archive.fileformat.manifest import Manifest
+from services.archive.fileformat.months import months_back, parse_month
+from services.archive.fileformat.names import manifest_key, object_key
+from services.archive.jobs.retention_purge import purge_before
+from services.archive.jobs.run_plan import MonthCount, Plan
 
 
 def test_names_are_deterministic_and_sort_by_id() -> None:

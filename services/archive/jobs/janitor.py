@@ -33,13 +33,22 @@ from config.settings import Settings
 from models.archive import ArchiveManifest, ArchiveState
 from models.base import utcnow
 from models.migrate import current_revision
-from services.archive import catalog, format
-from services.archive.export import INTERACTIONS, ChunkFile, ExportedWindow, Window, export_window
-from services.archive.format import Manifest
-from services.archive.plan import MonthCount, Plan, default_cutoff, find_expired
-from services.archive.storage import ArchiveStore
-from services.archive.sweep import sweep_month
-from services.archive.verify import Unreadable, digest, problem
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.manifest import Manifest
+from services.archive.fileformat.months import month_bounds
+from services.archive.fileformat.names import manifest_key
+from services.archive.fileformat.readback import Unreadable, digest, problem
+from services.archive.jobs.leftover_sweep import sweep_month
+from services.archive.jobs.run_plan import MonthCount, Plan, default_cutoff, find_expired
+from services.archive.jobs.window_export import (
+    INTERACTIONS,
+    ChunkFile,
+    ExportedWindow,
+    Window,
+    export_window,
+    manifest_of,
+)
+from services.archive.stores.port import ArchiveStore
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +204,7 @@ class Janitor:
             prepared = _Prepared(exported, self._clock())
             stored: list[tuple[ChunkFile, Manifest]] = []
             for chunk in exported.files:
-                manifest = catalog.manifest_of(chunk, schema_version, prepared.now)
+                manifest = manifest_of(chunk, schema_version, prepared.now)
                 kept = self._store_file(chunk, manifest)
                 if kept is None:
                     prepared.blocked.append(
@@ -269,7 +278,7 @@ class Janitor:
                 reused = False
             if not reused:
                 # Never recorded as archived, so its rows are all still in the database.
-                self._store.delete(format.manifest_key(key))
+                self._store.delete(manifest_key(key))
                 self._store.delete(key)
                 self._store.put_new(key, chunk.data)
         else:
@@ -277,7 +286,7 @@ class Janitor:
         return self._store_manifest(manifest), reused
 
     def _store_manifest(self, manifest: Manifest) -> Manifest:
-        key = format.manifest_key(manifest.key)
+        key = manifest_key(manifest.key)
         if self._store.exists(key):
             try:
                 earlier = Manifest.from_json(b"".join(self._store.read(key)))
@@ -306,7 +315,7 @@ class Janitor:
         window = exported.window
         try:
             for chunk, manifest in verified:
-                start, end = format.month_bounds(chunk.month)
+                start, end = month_bounds(chunk.month)
                 bounds = {"lo": window.lo, "hi": window.hi, "start": start, "end": min(cutoff, end)}
                 deleted = connection.exec_driver_sql(_DELETE, bounds).rowcount
                 if deleted != chunk.rows:
@@ -314,7 +323,7 @@ class Janitor:
                         f"{chunk.key}: {deleted} rows to delete, {chunk.rows} archived; "
                         "left for the next run"
                     )
-                if not catalog.record_archived(
+                if not manifest_rows.record_archived(
                     connection, manifest, self._store.url, chunk.customer_filter
                 ):
                     raise _Changed(f"{chunk.key}: already recorded as archived")

@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from services.archive.storage import READ_PIECE, ObjectExists, ObjectMissing, checked_key
+from services.archive.stores.port import READ_PIECE, ObjectExists, ObjectMissing, checked_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

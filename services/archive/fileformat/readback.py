@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import zstandard
 
-from services.archive.format import Manifest
-from services.archive.storage import ArchiveStore, ObjectMissing
+from services.archive.fileformat.manifest import Manifest
+from services.archive.stores.port import ArchiveStore, ObjectMissing
 
 
 @dataclass(frozen=True)

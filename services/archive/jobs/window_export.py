@@ -20,8 +20,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
-from services.archive import copytext, format, render
-from services.archive.bloom import CustomerFilter
+from services.archive.fileformat import copytext, row_json_sql
+from services.archive.fileformat.customer_filter import CustomerFilter
+from services.archive.fileformat.manifest import Manifest
+from services.archive.fileformat.months import month_bounds
+from services.archive.fileformat.names import object_key
 
 INTERACTIONS = CustomerInteraction.__tablename__
 EVENTS = InteractionEvent.__tablename__
@@ -43,8 +46,8 @@ WHERE i.id > %(lo)s AND i.id <= %(hi)s AND i.created_at < %(cutoff)s AND i.statu
 GROUP BY 1
 ORDER BY 1
 """  # noqa: S608
-# One line per interaction, exactly format.line() of row_to_json of the row and of its events;
-# the JSON is spelled out by services.archive.render, which writes the same bytes for less.
+# One line per interaction, exactly json_line.line() of row_to_json of the row and of its events;
+# the JSON is spelled out by fileformat.row_json_sql, which writes the same bytes for less.
 _LINES = """
 SELECT '{{"interaction":' || {interaction} || ',"events":[' || coalesce(ev.json, '') || ']}}'
 FROM {interactions} AS i
@@ -63,8 +66,8 @@ ORDER BY i.id
 def lines_query(connection: Connection) -> str:
     """The query of one month's lines, for the tables' columns as the catalog has them now."""
     return _LINES.format(
-        interaction=render.row_json("i", render.columns(connection, INTERACTIONS)),
-        event=render.row_json("e", render.columns(connection, EVENTS)),
+        interaction=row_json_sql.row_json("i", row_json_sql.columns(connection, INTERACTIONS)),
+        event=row_json_sql.row_json("e", row_json_sql.columns(connection, EVENTS)),
         interactions=INTERACTIONS,
         events=EVENTS,
     )
@@ -97,7 +100,26 @@ class ChunkFile:
     @property
     def key(self) -> str:
         """The file's deterministic key in the store."""
-        return format.object_key(self.month, self.first_id, self.last_id)
+        return object_key(self.month, self.first_id, self.last_id)
+
+
+def manifest_of(chunk: ChunkFile, schema_version: str, created_at: datetime) -> Manifest:
+    """The manifest that describes ``chunk``."""
+    return Manifest(
+        key=chunk.key,
+        month=chunk.month,
+        rows=chunk.rows,
+        events=chunk.events,
+        first_id=chunk.first_id,
+        last_id=chunk.last_id,
+        first_created_at=chunk.first_created_at,
+        last_created_at=chunk.last_created_at,
+        byte_size=len(chunk.data),
+        sha256=chunk.sha256,
+        content_sha256=chunk.content_sha256,
+        schema_version=schema_version,
+        created_at=created_at,
+    )
 
 
 class _Compressing:
@@ -186,7 +208,7 @@ def _read(connection: Connection, window: Window, cutoff: datetime, level: int) 
     files = []
     with raw.cursor() as cursor:
         for month, rows, first_id, last_id, first_at, last_at, events, customers in months:
-            start, end = format.month_bounds(month)
+            start, end = month_bounds(month)
             bounds = {
                 **params,
                 "start": start,

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from models.archive import ArchiveManifest, ArchiveState
 from models.base import utcnow
-from services.archive import catalog
-from services.archive.export import EVENTS, INTERACTIONS
-from services.archive.reading import Corrupt, lines
-from services.archive.storage import ArchiveStore
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.checked_lines import Corrupt, lines
+from services.archive.jobs.window_export import EVENTS, INTERACTIONS
+from services.archive.stores.port import ArchiveStore
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 2_000
@@ -71,7 +71,7 @@ def restore_month(
     """
     report = RestoreReport(month)
     with Session(engine) as session:
-        rows = catalog.listing(session, month)
+        rows = manifest_rows.listing(session, month)
     for row in rows:
         if row.state is ArchiveState.RESTORED:
             report.already_restored += 1
@@ -97,7 +97,7 @@ def restore_month(
 def _restore_file(
     engine: Engine, store: ArchiveStore, row: ArchiveManifest, report: RestoreReport, now: datetime
 ) -> None:
-    manifest = catalog.manifest_from_row(row)
+    manifest = manifest_rows.manifest_from_row(row)
     with engine.begin() as connection:
         inserted = events = 0
         for batch in _batches(lines(store, manifest)):

@@ -10,11 +10,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from models.archive import ArchiveState
-from services.archive import catalog, format
-from services.archive.format import Manifest
-from services.archive.storage import ArchiveStore, ObjectMissing
-from services.archive.sweep import data_key_of
-from services.archive.verify import problem
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.manifest import Manifest
+from services.archive.fileformat.names import ROOT, data_key_of, manifest_key, month_prefix
+from services.archive.fileformat.readback import problem
+from services.archive.stores.port import ArchiveStore, ObjectMissing
 
 
 @dataclass
@@ -43,11 +43,11 @@ def verify_archive(
     with Session(engine) as session:
         rows = [
             r
-            for r in catalog.listing(session, month)
+            for r in manifest_rows.listing(session, month)
             if r.state in (ArchiveState.ARCHIVED, ArchiveState.RESTORED)
         ]
     for row in rows:
-        manifest = catalog.manifest_from_row(row)
+        manifest = manifest_rows.manifest_from_row(row)
         found = problem(store, manifest) or _sidecar_problem(store, manifest)
         report.checked += 1
         report.rows += row.row_count
@@ -56,13 +56,13 @@ def verify_archive(
         if on_file:
             on_file(row.object_key, found)
     recorded = {r.object_key for r in rows}
-    prefix = format.month_prefix(month) if month else f"{format.ROOT}/"
+    prefix = month_prefix(month) if month else f"{ROOT}/"
     report.unrecorded = [k for k in store.keys(prefix) if data_key_of(k) not in recorded]
     return report
 
 
 def _sidecar_problem(store: ArchiveStore, manifest: Manifest) -> str | None:
-    key = format.manifest_key(manifest.key)
+    key = manifest_key(manifest.key)
     try:
         stored = Manifest.from_json(b"".join(store.read(key)))
     except ObjectMissing:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import zstandard
 
-from services.archive.format import Manifest
-from services.archive.storage import ArchiveStore
+from services.archive.fileformat.manifest import Manifest
+from services.archive.stores.port import ArchiveStore
 
 
 class Corrupt(Exception):

@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
 
-from services.archive.export import INTERACTIONS, Window
-from services.archive.format import months_back
+from services.archive.fileformat.months import months_back
+from services.archive.jobs.window_export import INTERACTIONS, Window
 
 # created_at < cutoff is served by the BRIN index: it reads the expired part of the table only.
 _BY_MONTH = f"""

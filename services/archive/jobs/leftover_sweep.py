@@ -16,28 +16,21 @@ from sqlalchemy.orm import Session
 
 from models.archive import ArchiveManifest, ArchiveState
 from models.interaction import CustomerInteraction
-from services.archive import catalog, format
-from services.archive.storage import ArchiveStore
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.months import month_bounds
+from services.archive.fileformat.names import data_key_of, month_prefix
+from services.archive.stores.port import ArchiveStore
 
 log = logging.getLogger(__name__)
-
-
-def data_key_of(key: str) -> str | None:
-    """The data file a stored key belongs to (itself, or the file a manifest describes)."""
-    if key.endswith(format.DATA_SUFFIX):
-        return key
-    if key.endswith(format.MANIFEST_SUFFIX):
-        return key.removesuffix(format.MANIFEST_SUFFIX) + format.DATA_SUFFIX
-    return None
 
 
 def sweep_month(engine: Engine, store: ArchiveStore, month: date) -> int:
     """Delete the month's unrecorded files and temporary leftovers; how many went."""
     removed = 0
     with Session(engine) as session, session.begin():
-        rows = catalog.states_by_key(session, month)
+        rows = manifest_rows.states_by_key(session, month)
         settled: set[str] = set()
-        for key in list(store.keys(format.month_prefix(month))):
+        for key in list(store.keys(month_prefix(month))):
             data_key = data_key_of(key)
             row = rows.get(data_key) if data_key else None
             if row is not None and row.state is ArchiveState.ARCHIVED:
@@ -59,7 +52,7 @@ def sweep_month(engine: Engine, store: ArchiveStore, month: date) -> int:
 def _rows_remain(session: Session, row: ArchiveManifest) -> bool:
     """Whether any interaction the restored file may hold is in the database."""
     table = CustomerInteraction
-    start, end = format.month_bounds(row.month)
+    start, end = month_bounds(row.month)
     query = sa.select(
         sa.exists().where(
             table.id.between(row.first_id, row.last_id),

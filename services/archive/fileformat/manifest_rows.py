@@ -1,8 +1,8 @@
-"""The manifest rows: recording an archived file, and reading the catalogue back."""
+"""The manifests recorded in the database: recording an archived file, listing them back."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -10,31 +10,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.archive import ArchiveManifest, ArchiveState
-from services.archive.export import ChunkFile
-from services.archive.format import FORMAT_VERSION, Manifest
-
-
-def manifest_of(chunk: ChunkFile, schema_version: str, created_at: datetime) -> Manifest:
-    """The manifest that describes ``chunk``."""
-    return Manifest(
-        key=chunk.key,
-        month=chunk.month,
-        rows=chunk.rows,
-        events=chunk.events,
-        first_id=chunk.first_id,
-        last_id=chunk.last_id,
-        first_created_at=chunk.first_created_at,
-        last_created_at=chunk.last_created_at,
-        byte_size=len(chunk.data),
-        sha256=chunk.sha256,
-        content_sha256=chunk.content_sha256,
-        schema_version=schema_version,
-        created_at=created_at,
-    )
+from services.archive.fileformat.manifest import FORMAT_VERSION, Manifest
 
 
 def manifest_from_row(row: ArchiveManifest) -> Manifest:
-    """The manifest a catalogue row records."""
+    """The manifest a database row records."""
     return Manifest(
         key=row.object_key,
         month=row.month,
@@ -90,7 +70,7 @@ def record_archived(
 
 
 def states_by_key(session: Session, month: date) -> dict[str, ArchiveManifest]:
-    """Every catalogue row of ``month``, by object key."""
+    """Every manifest row of ``month``, by object key."""
     rows = session.scalars(sa.select(ArchiveManifest).where(ArchiveManifest.month == month))
     return {row.object_key: row for row in rows}
 
@@ -98,7 +78,7 @@ def states_by_key(session: Session, month: date) -> dict[str, ArchiveManifest]:
 def listing(
     session: Session, month: date | None = None, state: ArchiveState | None = None
 ) -> list[ArchiveManifest]:
-    """Catalogue rows in month and id order, optionally of one month or state."""
+    """Manifest rows in month and id order, optionally of one month or state."""
     query = sa.select(ArchiveManifest).order_by(ArchiveManifest.month, ArchiveManifest.first_id)
     if month is not None:
         query = query.where(ArchiveManifest.month == month)

@@ -15,10 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker, undefer
 from config.settings import Settings
 from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import utcnow
-from services.archive import catalog, format, holds
-from services.archive.bloom import CustomerFilter
-from services.archive.reading import Corrupt, lines
-from services.archive.storage import ArchiveStore
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.checked_lines import Corrupt, lines
+from services.archive.fileformat.customer_filter import CustomerFilter
+from services.archive.fileformat.months import months_back
+from services.archive.fileformat.names import manifest_key
+from services.archive.jobs import legal_holds
+from services.archive.stores.port import ArchiveStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ class PurgeReport:
 
 def purge_before(now: datetime, cold_years: int) -> date:
     """Files of months before this one are wholly past the cold retention."""
-    threshold = format.months_back(now, cold_years * 12)
+    threshold = months_back(now, cold_years * 12)
     return date(threshold.year, threshold.month, 1)
 
 
@@ -66,7 +69,7 @@ def purge_expired(
     """Delete archived files past the cold retention unless held; the caller holds the lock."""
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
     report = PurgeReport(purge_before(clock(), settings.archive_cold_years), dry_run)
-    in_force = holds.active(sessions)
+    in_force = legal_holds.active(sessions)
     with sessions() as session:
         candidates = list(
             session.scalars(
@@ -99,7 +102,7 @@ def _held_by(store: ArchiveStore, row: ArchiveManifest, in_force: list[LegalHold
     """Why the file must be kept, or None when it may go."""
     for hold in in_force:
         if hold.month is not None and hold.month == row.month:
-            return holds.describe(hold)
+            return legal_holds.describe(hold)
     customers = [h for h in in_force if h.customer_id is not None]
     if not customers:
         return None
@@ -113,7 +116,7 @@ def _held_by(store: ArchiveStore, row: ArchiveManifest, in_force: list[LegalHold
         return f"cannot be checked for held customers: {exc}"
     for hold in maybe:
         if hold.customer_id in present:
-            return holds.describe(hold)
+            return legal_holds.describe(hold)
     return None
 
 
@@ -121,7 +124,7 @@ def _customers_in(store: ArchiveStore, row: ArchiveManifest, wanted: set[str]) -
     """Which of ``wanted`` have an interaction in the file (read whole, so it is verified)."""
     needles = {c: f'"customer_id":{json.dumps(c)}'.encode() for c in wanted}
     found: set[str] = set()
-    for text in lines(store, catalog.manifest_from_row(row)):
+    for text in lines(store, manifest_rows.manifest_from_row(row)):
         for customer, needle in needles.items():
             if needle in text and json.loads(text)["interaction"]["customer_id"] == customer:
                 found.add(customer)
@@ -134,7 +137,7 @@ def _purge(
     # The objects go first: a crash before the row is marked leaves a row whose file is
     # gone, which the next purge completes; never a file that nothing records.
     store.delete(row.object_key)
-    store.delete(format.manifest_key(row.object_key))
+    store.delete(manifest_key(row.object_key))
     with sessions() as session, session.begin():
         session.execute(
             sa.update(ArchiveManifest)

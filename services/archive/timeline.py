@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from models.archive import ArchiveManifest, ArchiveState
 from models.interaction import CustomerInteraction
-from services.archive import catalog
-from services.archive.bloom import CustomerFilter
-from services.archive.reading import lines
-from services.archive.storage import ArchiveStore, open_store
+from services.archive.fileformat import manifest_rows
+from services.archive.fileformat.checked_lines import lines
+from services.archive.fileformat.customer_filter import CustomerFilter
+from services.archive.stores.factory import open_store
+from services.archive.stores.port import ArchiveStore
 from services.ledger import history
 from services.records import HistoryPage, InteractionRecord
 
@@ -34,7 +35,7 @@ def archived_interactions(
     """Every archived interaction of ``customer_id``, from the files that may hold it.
 
     Each file's Bloom filter rules most files out without reading them; a file that is
-    read is checked against its manifest as it is read (``reading.Corrupt`` otherwise).
+    read is checked against its manifest as it is read (``checked_lines.Corrupt`` otherwise).
     """
     with sessions() as session:
         rows = list(
@@ -50,7 +51,7 @@ def archived_interactions(
     for row in rows:
         if not CustomerFilter.from_bytes(row.customer_filter).might_contain(customer_id):
             continue
-        for text in lines(store, catalog.manifest_from_row(row)):
+        for text in lines(store, manifest_rows.manifest_from_row(row)):
             if needle in text:
                 document = json.loads(text)["interaction"]
                 if document["customer_id"] == customer_id:

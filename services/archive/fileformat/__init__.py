@@ -1,0 +1,1 @@
+"""The archive's files: their names, lines, manifests, filters and reading back."""

@@ -1,0 +1,1 @@
+"""The archive's jobs: the janitor's run, restore, purge, sweep, audit and legal holds."""
