@@ -133,18 +133,21 @@ def _moved(
     entry: Entry,
     previous: InteractionStatus | None,
     now: datetime,
+    occurred_at: datetime | None = None,
 ) -> None:
-    """Record ``move`` as the table describes it."""
+    """Record ``move`` as the table describes it; it happened at ``occurred_at``, or now."""
     edge = EDGES[move]
+    when = occurred_at or now
     _append(
         session,
         event_values(
-            interaction_id, entry, edge.kind, previous, edge.target, edge.outcome, now, now
+            interaction_id, entry, edge.kind, previous, edge.target, edge.outcome, when, now
         ),
     )
 
 
 def _insert(session: Session) -> Any:
+    """An INSERT into the interactions with the dialect's ON CONFLICT clause."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_TABLE)
 
@@ -212,6 +215,7 @@ def take_over(
 
 
 def _attempt_entry(attempt: Attempt, number: int, source: str) -> Entry:
+    """The event fields of attempt ``number``, with why it failed before sending, if it did."""
     detail = {"failure_reason": attempt.failure} if attempt.failure else None
     return Entry(source, attempt=number, detail=detail)
 
@@ -254,7 +258,7 @@ def give_up(
 
 
 def _move_values(
-    requested: InteractionStatus, when: datetime, reason: str | None
+    requested: InteractionStatus, when: datetime, failure: str | None
 ) -> dict[str, Any]:
     """The columns a move to ``requested`` sets, besides any the caller adds."""
     values: dict[str, Any] = {
@@ -263,11 +267,12 @@ def _move_values(
         _TIMESTAMP[requested]: when,
     }
     if requested is InteractionStatus.FAILED:
-        values["failure_reason"] = reason or PROVIDER_FAILED
+        values["failure_reason"] = failure or PROVIDER_FAILED
     return values
 
 
 def _set(row: CustomerInteraction, values: dict[str, Any]) -> None:
+    """Change a locked row's columns; the session writes them with its next flush."""
     for name, value in values.items():
         setattr(row, name, value)
 
@@ -324,6 +329,7 @@ def report_orphan(
 
 
 def _locked(session: Session, interaction_id: int) -> CustomerInteraction:
+    """The interaction, locked for the rest of the transaction."""
     return session.execute(
         sa.select(_TABLE).where(_TABLE.id == interaction_id).with_for_update()
     ).scalar_one()
@@ -469,11 +475,7 @@ def add_note(
     )
     session.add(row)
     session.flush()
-    edge = EDGES[Move.NOTE]
-    values = event_values(
-        row.id, Entry(source, actor=author), edge.kind, None, edge.target, edge.outcome, when, now
-    )
-    _append(session, values)
+    _moved(session, row.id, Move.NOTE, Entry(source, actor=author), None, now, occurred_at=when)
     return row
 
 

@@ -1,7 +1,8 @@
 """The claim protocol: the short transactions around a provider call that make sends idempotent.
 
-Every write here names the state it expects, so two workers holding the same key can never
-both believe they own it; the database's unique key and conditional updates are the lock.
+Every write (made by services.ledger.writes) names the state it expects, so two workers holding
+the same key can never both believe they own it; the unique key and conditional updates are
+the lock.
 """
 
 from __future__ import annotations
