@@ -224,7 +224,7 @@ def _settle_statement(
     inbound_id: int, state: InboundState, outcome: Outcome, now: datetime
 ) -> sa.Update:
     """Record an attempt at the inbox row: its state and outcome, and when it settled."""
-    label = "malformed" if state is InboundState.REJECTED else outcome.value
+    label = (Outcome.MALFORMED if state is InboundState.REJECTED else outcome).value
     settled_at = now if state in (InboundState.APPLIED, InboundState.REJECTED) else None
     return (
         sa.update(InboundEvent)

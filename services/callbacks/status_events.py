@@ -15,16 +15,10 @@ from models.enums import EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
-from services.ledger.transitions import Outcome, decide
+from services.ledger import writes
+from services.ledger.transitions import Outcome
 from services.records import InteractionRecord, StatusUpdate
 from telemetry import metrics
-
-_TIMESTAMP = {
-    InteractionStatus.SENT: "sent_at",
-    InteractionStatus.DELIVERED: "delivered_at",
-    InteractionStatus.OPENED: "opened_at",
-    InteractionStatus.FAILED: "failed_at",
-}
 
 
 @dataclass(frozen=True)
@@ -103,50 +97,37 @@ def _apply(session: Session, event: StatusEvent, now: datetime) -> StatusUpdate:
     row = find_by_reference(session, event.reference, event.own_reference)
     if row is None:
         if event.keep_orphan:
-            session.add(_event(None, event, None, Outcome.UNKNOWN_REFERENCE, when, now))
+            writes.report_orphan(session, event.status, when, now, _entry(event, orphan=True))
         return StatusUpdate(Outcome.UNKNOWN_REFERENCE, None, None, None)
     previous = row.status
-    transition = decide(previous, event.status)
-    if transition.changes:
-        row.status = transition.new_status
-        row.claim_expires_at = None
-        setattr(row, _TIMESTAMP[event.status], when)
-        if event.status is InteractionStatus.OPENED and row.delivered_at is None:
-            row.delivered_at = when
-        if event.status is InteractionStatus.FAILED:
-            row.failure_reason = event.reason or "reported failed by the provider"
-    session.add(_event(row.id, event, previous, transition.outcome, when, now))
+    transition = writes.report(
+        session,
+        row,
+        event.status,
+        when,
+        now,
+        _entry(event, orphan=False),
+        kind=EventKind.PROVIDER_EVENT,
+        failure=event.reason,
+    )
     session.flush()
     return StatusUpdate(transition.outcome, previous, row.status, InteractionRecord.of(row))
 
 
-def _event(
-    interaction_id: int | None,
-    event: StatusEvent,
-    previous: InteractionStatus | None,
-    outcome: Outcome,
-    when: datetime,
-    now: datetime,
-) -> InteractionEvent:
+def _entry(event: StatusEvent, orphan: bool) -> writes.Entry:
+    """What the history keeps of ``event`` besides the status move."""
     detail = dict(event.detail or {})
     if event.reason:
         detail["reason"] = event.reason
     event_id = event.provider_event_id
-    if interaction_id is None and event_id:
+    if orphan and event_id:
         # An orphan keeps its event id aside, so the event can still be applied once matched.
         detail["provider_event_id"] = event_id
         event_id = None
-    return InteractionEvent(
-        interaction_id=interaction_id,
-        kind=EventKind.PROVIDER_EVENT,
-        from_status=previous,
-        to_status=event.status,
-        outcome=outcome.value,
+    return writes.Entry(
         source=event.source,
         provider=event.provider,
         provider_event_id=event_id,
         reference=event.reference,
         detail=detail or None,
-        occurred_at=when,
-        recorded_at=now,
     )

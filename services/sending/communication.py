@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +14,7 @@ from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.contact import Contact
-from models.enums import ChannelType, EventKind, InteractionStatus, parse_enum
-from models.event import InteractionEvent
+from models.enums import ChannelType, InteractionStatus, parse_enum
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import (
@@ -30,7 +28,7 @@ from providers.base import (
 from providers.registry import ProviderRegistry
 from services.callbacks import status_events
 from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
-from services.ledger import history
+from services.ledger import history, writes
 from services.records import (
     DispatchOutcome,
     DispatchResult,
@@ -293,35 +291,8 @@ class CommunicationService:
         when = occurred_at or now
         if when.tzinfo is None:
             raise InvalidInput("occurred_at", "must carry a time zone")
-        interaction_uuid = uuid.uuid4()
         with self._sessions() as session, session.begin():
-            row = CustomerInteraction(
-                interaction_uuid=interaction_uuid,
-                customer_id=customer,
-                idempotency_key=f"note:{interaction_uuid}",
-                channel=ChannelType.PHONE,
-                status=InteractionStatus.DELIVERED,
-                body_content=content,
-                author=author.strip(),
-                attempt_count=0,
-                created_at=when,
-                updated_at=now,
-                delivered_at=when,
-            )
-            session.add(row)
-            session.flush()
-            session.add(
-                InteractionEvent(
-                    interaction_id=row.id,
-                    kind=EventKind.STAFF_ACTION,
-                    to_status=InteractionStatus.DELIVERED,
-                    outcome="note_added",
-                    source="staff",
-                    actor=author.strip(),
-                    occurred_at=when,
-                    recorded_at=now,
-                )
-            )
+            row = writes.add_note(session, customer, content, author.strip(), when, now, "staff")
             return InteractionRecord.of(row)
 
     def upsert_contact(self, customer_id: str, email: str | None, phone: str | None) -> None:

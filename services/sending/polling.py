@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from config.settings import Settings
-from models.enums import EventKind, InteractionStatus
-from models.event import InteractionEvent
+from models.enums import InteractionStatus
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import LookupUnsupported, ProviderError
 from providers.registry import ProviderRegistry
 from services.callbacks import status_events
 from services.callbacks.status_events import StatusEvent
+from services.ledger import writes
 
 log = logging.getLogger(__name__)
 FINAL = (InteractionStatus.DELIVERED, InteractionStatus.OPENED, InteractionStatus.FAILED)
@@ -112,26 +112,5 @@ class Poller:
         ):
             return
         with self._sessions() as session, session.begin():
-            marked = session.execute(
-                sa.update(CustomerInteraction)
-                .where(
-                    CustomerInteraction.id == row.id,
-                    CustomerInteraction.status == InteractionStatus.SENT,
-                    CustomerInteraction.outcome_unknown_at.is_(None),
-                )
-                .values(outcome_unknown_at=now)
-            )
-            if marked.rowcount == 1:  # type: ignore[attr-defined]
-                session.add(
-                    InteractionEvent(
-                        interaction_id=row.id,
-                        kind=EventKind.PROVIDER_EVENT,
-                        from_status=InteractionStatus.SENT,
-                        to_status=InteractionStatus.SENT,
-                        outcome="outcome_unknown",
-                        source="poll",
-                        occurred_at=now,
-                        recorded_at=now,
-                    )
-                )
+            if writes.mark_outcome_unknown(session, row.id, now, "poll"):
                 report.marked_unknown += 1

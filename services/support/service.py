@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from models.base import utcnow
 from models.contact import Contact
-from models.enums import SENT_OR_BEYOND, ChannelType, EventKind, InteractionStatus
+from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
+from services.ledger import writes
+from services.ledger.transitions import Move, Outcome, allows
 from services.records import InteractionRecord
 from services.sending import validation
 from services.sending.batches import DispatchMessage, Publisher
@@ -63,6 +65,9 @@ class ResendKind(enum.StrEnum):
 
     RETRY = "retry"
     FORCED = "forced"
+
+
+_MOVES = {ResendKind.RETRY: Move.RESEND, ResendKind.FORCED: Move.FORCED_RESEND}
 
 
 @dataclass(frozen=True)
@@ -174,30 +179,14 @@ class SupportService:
             row = _find(session, customer_id, interaction_uuid, lock=True)
             kind, key = self._plan(session, row, reason, seen_resends)
             updated = self._correct(session, row, address, now)
-            previous = row.status
-            if kind is ResendKind.RETRY:
-                # PENDING with no claim: the dispatch claim takes the row over for one new
-                # attempt, and a second resend finds it no longer FAILED.
-                row.status = InteractionStatus.PENDING
-                row.claim_expires_at = None
-                row.updated_at = now
-            session.add(
-                InteractionEvent(
-                    interaction_id=row.id,
-                    kind=EventKind.STAFF_ACTION,
-                    from_status=previous,
-                    to_status=row.status if kind is ResendKind.RETRY else None,
-                    outcome="resend_requested" if kind is ResendKind.RETRY else "forced_resend",
-                    source=SOURCE,
-                    actor=actor,
-                    attempt=row.attempt_count,
-                    detail={"resend_key": key, "contact_updated": updated},
-                    # Free text may name the customer: sealed in its own column.
-                    reason=reason,
-                    occurred_at=now,
-                    recorded_at=now,
-                )
+            entry = writes.Entry(
+                SOURCE,
+                actor=actor,
+                attempt=row.attempt_count,
+                detail={"resend_key": key, "contact_updated": updated},
+                reason=reason,
             )
+            writes.request_resend(session, row, _MOVES[kind], entry, now)
             message = DispatchMessage(
                 idempotency_key=key,
                 customer_id=row.customer_id,
@@ -219,34 +208,9 @@ class SupportService:
     def _undo_retry(self, interaction_id: int, attempt: int, actor: str) -> None:
         """Put a resend that was never queued back to FAILED, unless a dispatch took it."""
         now = self._clock()
+        entry = writes.Entry(SOURCE, actor=actor, attempt=attempt)
         with self._sessions() as session, session.begin():
-            reverted = session.execute(
-                sa.update(CustomerInteraction)
-                .where(
-                    CustomerInteraction.id == interaction_id,
-                    CustomerInteraction.status == InteractionStatus.PENDING,
-                    CustomerInteraction.claim_expires_at.is_(None),
-                    CustomerInteraction.attempt_count == attempt,
-                )
-                .values(status=InteractionStatus.FAILED, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if reverted.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            session.add(
-                InteractionEvent(
-                    interaction_id=interaction_id,
-                    kind=EventKind.STAFF_ACTION,
-                    from_status=InteractionStatus.PENDING,
-                    to_status=InteractionStatus.FAILED,
-                    outcome="resend_not_queued",
-                    source=SOURCE,
-                    actor=actor,
-                    attempt=attempt,
-                    occurred_at=now,
-                    recorded_at=now,
-                )
-            )
+            writes.undo_resend(session, interaction_id, attempt, entry, now)
 
     def _plan(
         self,
@@ -259,9 +223,9 @@ class SupportService:
             raise ResendRefused("only an email or an SMS can be sent again")
         if not row.template_key:
             raise ResendRefused("this interaction names no template to send again")
-        if row.status is InteractionStatus.FAILED:
+        if allows(Move.RESEND, row.status):
             return ResendKind.RETRY, row.idempotency_key
-        if row.status not in SENT_OR_BEYOND:
+        if not allows(Move.FORCED_RESEND, row.status):
             if row.claim_expires_at is None:
                 raise ResendConflict(
                     "a resend of this message is already queued: reload the page to follow it"
@@ -277,7 +241,7 @@ class SupportService:
                 .select_from(InteractionEvent)
                 .where(
                     InteractionEvent.interaction_id == row.id,
-                    InteractionEvent.outcome == "forced_resend",
+                    InteractionEvent.outcome == Outcome.FORCED_RESEND.value,
                 )
             )
             or 0
@@ -321,7 +285,7 @@ class SupportService:
 
 def forced_resends(events: list[EventRecord]) -> int:
     """How many forced resends of the interaction its history records."""
-    return sum(1 for event in events if event.outcome == "forced_resend")
+    return sum(1 for event in events if event.outcome == Outcome.FORCED_RESEND)
 
 
 def _find(
