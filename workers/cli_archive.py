@@ -216,7 +216,6 @@ def hold_list(show_all: bool) -> None:
     """List the legal holds in force."""
     sessions = container().sessions
     found = legal_holds.every(sessions) if show_all else legal_holds.active(sessions)
-from services.container import container
     if not found:
         click.echo("no legal holds")
         return
