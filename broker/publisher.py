@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from celery import Celery
 
 from broker.redaction import shown_arguments
 from config.celery import DISPATCH_QUEUE, TaskName
-from services.sending.batches import DispatchMessage
 
 TASK_NAME = TaskName.DISPATCH.value
+
+
+class TaskMessage(Protocol):
+    """What one dispatch task carries: its keyword arguments, ids and data alike."""
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
 
 
 class CeleryPublisher:
@@ -25,7 +32,7 @@ class CeleryPublisher:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def publish(self, messages: Sequence[DispatchMessage]) -> None:
+    def publish(self, messages: Sequence[TaskMessage]) -> None:
         """Enqueue one dispatch task per message; returns once the broker has them all."""
         if not messages:
             return

@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from config.settings import get_settings
+
 LogFormat = Literal["json", "text"]
 
 # The ids a line may carry about what it concerns, in the order they are shown.
@@ -127,8 +129,6 @@ def formatter(fmt: LogFormat) -> logging.Formatter:
 
 def configured_format() -> LogFormat:
     """The format the settings ask for; text when the settings themselves are broken."""
-    from config.settings import get_settings
-
     try:
         return get_settings().resolved_log_format
     except ValueError:  # the command reports the broken setting itself, in plain words

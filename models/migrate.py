@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -51,8 +51,6 @@ def add_enum_value(type_name: str, value: str) -> None:
     statement runs in its own autocommit block; it takes no table rewrite and no long lock.
     On SQLite enums are plain text, so there is nothing to do.
     """
-    from alembic import op
-
     if op.get_bind().dialect.name != "postgresql":
         return
     with op.get_context().autocommit_block():

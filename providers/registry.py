@@ -9,6 +9,8 @@ from models.enums import ChannelType
 from providers.base import NoProviderForChannel, Provider
 from providers.instrumented import instrumented
 from providers.log import LogProvider
+from providers.notify import NotifyProvider
+from providers.smtp import SmtpProvider
 
 
 class ProviderRegistry:
@@ -50,11 +52,7 @@ class ProviderRegistry:
 
 def _build(name: str, settings: Settings) -> Provider:
     if name == "notify":
-        from providers.notify import NotifyProvider
-
         return NotifyProvider.from_settings(settings)
     if name == "smtp":
-        from providers.smtp import SmtpProvider
-
         return SmtpProvider.from_settings(settings)
     return LogProvider()

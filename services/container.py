@@ -25,6 +25,7 @@ from models.base import utcnow
 from models.crypto import KeyRing, keyring
 from models.session import SessionFactory, build_engine, session_factory
 from providers.registry import ProviderRegistry
+from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
 from services.sending.batches import BatchProducer, Publisher
 from services.sending.communication import CommunicationService
 from services.sending.polling import Poller
@@ -118,6 +119,25 @@ class Container:
     def inbox_wake(self) -> InboxWake:
         """Makes sure a drain is queued for stored callbacks."""
         return InboxWake(self.celery)
+
+    @part
+    def notify_verifier(self) -> BearerVerifier:
+        """Checks a Notify callback's bearer token against the configured hashes."""
+        return BearerVerifier(tuple(self.settings.webhook_notify_token_sha256))
+
+    @part
+    def signed_verifier(self) -> StandardWebhooksVerifier:
+        """Checks a Standard Webhooks signature against the configured secrets."""
+        secrets = self.settings.webhook_signing_secrets
+        return StandardWebhooksVerifier(
+            tuple(decode_secret(secret.get_secret_value()) for secret in secrets),
+            self.settings.webhook_timestamp_tolerance_seconds,
+        )
+
+    @part
+    def metrics_verifier(self) -> BearerVerifier:
+        """Checks a scrape's bearer token against the configured hashes."""
+        return BearerVerifier(tuple(self.settings.metrics_token_sha256))
 
     @part
     def communication(self) -> CommunicationService:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import zstandard
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
@@ -20,6 +21,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from services.archive.fileformat.names import data_key_of
+from services.archive.stores.factory import open_store
 from services.archive.stores.local_directory import LocalStore
 from services.archive.stores.port import ArchiveStore
 
@@ -34,7 +36,7 @@ S3_ENV = {
 @pytest.fixture(scope="session", name="moto_endpoint")
 def moto_endpoint_fixture() -> Iterator[str]:
     """An S3-compatible endpoint: moto's server on a free local port, over real HTTP."""
-    from moto.server import ThreadedMotoServer
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto loads only for the S3 tests
 
     for name, value in S3_ENV.items():
         os.environ.setdefault(name, value)
@@ -47,7 +49,7 @@ def moto_endpoint_fixture() -> Iterator[str]:
 
 def make_bucket(endpoint: str) -> str:
     """A new, empty bucket on the endpoint."""
-    import boto3
+    import boto3  # noqa: PLC0415 - boto3 loads only for the S3 tests
 
     name = f"archive-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
@@ -88,8 +90,6 @@ def build_world(
     engine: Engine, kind: str, tmp_path: Path, request: pytest.FixtureRequest, chunk_rows: int = 50
 ) -> ArchiveWorld:
     """A world on ``engine`` with a local directory or a fresh bucket as its store."""
-    from services.archive.stores.factory import open_store
-
     options: dict[str, Any] = {}
     if kind == "s3":
         endpoint = request.getfixturevalue("moto_endpoint")
@@ -188,8 +188,6 @@ def event_ids(engine: Engine) -> set[int]:
 
 def archive_contents(store: ArchiveStore) -> dict[str, list[dict[str, Any]]]:
     """Every line of every data file in the store (recorded or not), parsed, by key."""
-    import zstandard
-
     found = {}
     for key in store.keys("interactions/"):
         if data_key_of(key) != key:

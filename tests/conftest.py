@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from models.migrate import upgrade
@@ -120,8 +120,6 @@ def db(
     path = tmp_path / "interactions.db"
     shutil.copy(template, path)
     engine = build_engine(f"sqlite:///{path}", test_settings)
-    from sqlalchemy.orm import sessionmaker
-
     yield Database("sqlite", sessionmaker(bind=engine, expire_on_commit=False))
     engine.dispose()
 
@@ -138,8 +136,6 @@ def pg_db(pg_engine: Engine) -> Iterator[Database]:
 @pytest.fixture
 def committed_pg(pg_engine: Engine) -> Iterator[Database]:
     """PostgreSQL with real commits, for tests of concurrency; emptied afterwards."""
-    from sqlalchemy.orm import sessionmaker
-
     yield Database("postgresql", sessionmaker(bind=pg_engine, expire_on_commit=False))
     with pg_engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))

@@ -14,6 +14,13 @@ from models.migrate import upgrade
 from services.container import container
 from services.errors import InvalidInput, TransientDispatchError
 from workers import display
+from workers.cli_archive import archive
+from workers.cli_batches import batch_status_command, reconcile_command, send_batch
+from workers.cli_console import console
+from workers.cli_keys import keys
+from workers.doctor import doctor_command
+from workers.flower import flower_command
+from workers.metrics import metrics_command
 
 CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
 STATUSES = click.Choice([s.value for s in InteractionStatus])
@@ -143,19 +150,10 @@ def demo() -> None:
 
 
 def _register() -> None:
-    from workers.cli_batches import batch_status_command, reconcile_command, send_batch
-    from workers.cli_console import console
-    from workers.cli_keys import keys
-    from workers.doctor import doctor_command
-    from workers.flower import flower_command
-    from workers.metrics import metrics_command
-
     for command in (send_batch, batch_status_command, reconcile_command, keys):
         main.add_command(command)
     for command in (doctor_command, flower_command, metrics_command, console):
         main.add_command(command)
-
-    from workers.cli_archive import archive
 
     main.add_command(archive)
 

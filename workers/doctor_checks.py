@@ -10,6 +10,9 @@ from datetime import timedelta
 
 from config.celery import QUEUES, ROUTES, celery_config
 from config.settings import Settings
+from models.crypto import load_keyring
+from providers.notify import ApiKey
+from services.archive.stores.factory import open_store
 from services.callbacks.signatures import decode_secret
 from services.container import container
 from workers.flower import credential_problems
@@ -41,8 +44,6 @@ def _missing(settings: Settings, name: str, message: str) -> Check:
 
 
 def _notify_key_problem(settings: Settings) -> str | None:
-    from providers.notify import ApiKey
-
     key = settings.notify_api_key.get_secret_value() if settings.notify_api_key else ""
     if not key:
         return "INTERACTIONS_NOTIFY_API_KEY is not set, so Notify refuses."
@@ -178,8 +179,6 @@ def check_flower(settings: Settings) -> list[Check]:
 
 def check_archive_storage(settings: Settings) -> list[Check]:
     """Whether the janitor can write to its archive store: a probe written, read back, removed."""
-    from services.archive.stores.factory import open_store
-
     key = f"doctor/probe-{uuid.uuid4().hex}"
     probe = b"interactions doctor probe"
     try:
@@ -200,8 +199,6 @@ def check_archive_storage(settings: Settings) -> list[Check]:
 
 def check_encryption_keys(settings: Settings) -> list[Check]:
     """Whether the key ring that seals personal data loads, and from where."""
-    from models.crypto import load_keyring
-
     try:
         ring = load_keyring(settings)
     except ValueError as exc:

@@ -49,7 +49,7 @@ def credential_problems(credentials: Sequence[str]) -> list[str]:
 
 
 def _authenticated_metrics() -> type[tornado.web.RequestHandler]:
-    from flower.views.monitor import Metrics
+    from flower.views.monitor import Metrics  # noqa: PLC0415 - Flower loads only for this command
 
     class AuthenticatedMetrics(Metrics):  # type: ignore[misc]
         """Flower's Prometheus metrics, behind the dashboard's authentication."""
@@ -63,9 +63,9 @@ def _authenticated_metrics() -> type[tornado.web.RequestHandler]:
 
 def build_flower(settings: Settings, port: int, address: str) -> Any:
     """A Flower application on the configured broker; it listens once started."""
-    from flower.app import Flower
-    from flower.options import options
-    from flower.urls import settings as flower_settings
+    from flower.app import Flower  # noqa: PLC0415 - Flower loads only for this command
+    from flower.options import options  # noqa: PLC0415 - Flower loads only for this command
+    from flower.urls import settings as flower_settings  # noqa: PLC0415 - Flower loads only for this command
 
     options.basic_auth = [secret.get_secret_value() for secret in settings.flower_basic_auth]
     options.port = port

@@ -1,4 +1,4 @@
-"""Exposing metrics: ``/metrics`` on the webhook app behind its token; ``interactions metrics``.
+"""Exposing metrics: the ``/metrics`` blueprint, behind its token; ``interactions metrics``.
 
 A scrape adds up every process of this host that writes to ``PROMETHEUS_MULTIPROC_DIR``
 (workers, gunicorn workers) and asks the broker how deep each queue is at that moment.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 import redis
-from flask import Flask, Response, request
+from flask import Blueprint, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -26,8 +26,9 @@ from prometheus_client.registry import Collector
 
 from config.celery import QUEUES
 from config.settings import Settings, get_settings
-from services.callbacks.signatures import BearerVerifier, Unauthenticated
+from services.callbacks.signatures import Unauthenticated
 from telemetry import metrics
+from workers.webapp import services
 
 log = logging.getLogger(__name__)
 # What each answer of the webhook app means for a callback, as the metric's "result" label.
@@ -107,28 +108,31 @@ def render(settings: Settings) -> bytes:
     return generate_latest(registry(settings))
 
 
-def install(app: Flask, settings: Settings) -> None:
-    """Add ``GET /metrics`` (bearer token by hash) and the count of callbacks by result."""
-    verifier = BearerVerifier(tuple(settings.metrics_token_sha256))
+metrics_endpoint = Blueprint("metrics", __name__)
 
-    @app.get("/metrics")
-    def scrape() -> Response:
-        try:
-            verifier.verify(request.headers.get("Authorization"))
-        except Unauthenticated as exc:
-            log.warning("metrics scrape refused: %s", exc)
-            return Response("unauthenticated\n", 401, {"WWW-Authenticate": "Bearer"})
-        return Response(render(settings), 200, {"Content-Type": CONTENT_TYPE_LATEST})
 
-    @app.after_request
-    def count_callback(response: Response) -> Response:
-        if request.path.startswith(CALLBACK_PREFIX):
-            provider = request.path.removeprefix(CALLBACK_PREFIX).strip("/") or "none"
-            if request.url_rule is None:
-                provider = "unknown"  # a 404: keep labels to the routes that exist
-            code = response.status_code
-            metrics.webhook_event(provider, WEBHOOK_RESULTS.get(code, f"http_{code}"))
-        return response
+@metrics_endpoint.get("/metrics")
+def scrape() -> Response:
+    """This host's metrics, for a caller with the metrics token."""
+    here = services()
+    try:
+        here.metrics_verifier.verify(request.headers.get("Authorization"))
+    except Unauthenticated as exc:
+        log.warning("metrics scrape refused: %s", exc)
+        return Response("unauthenticated\n", 401, {"WWW-Authenticate": "Bearer"})
+    return Response(render(here.settings), 200, {"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@metrics_endpoint.after_app_request
+def count_callback(response: Response) -> Response:
+    """Count each callback by provider and by what it was answered."""
+    if request.path.startswith(CALLBACK_PREFIX):
+        provider = request.path.removeprefix(CALLBACK_PREFIX).strip("/") or "none"
+        if request.url_rule is None:
+            provider = "unknown"  # a 404: keep labels to the routes that exist
+        code = response.status_code
+        metrics.webhook_event(provider, WEBHOOK_RESULTS.get(code, f"http_{code}"))
+    return response
 
 
 @click.command("metrics")

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from models.base import utcnow
 from models.session import SessionFactory
 from services.callbacks import inbox
@@ -30,14 +30,10 @@ from services.callbacks.parsing import (
     parse_signed,
 )
 from services.callbacks.signatures import (
-    BearerVerifier,
-    StandardWebhooksVerifier,
     Unauthenticated,
-    decode_secret,
 )
-from workers.metrics import install as install_metrics
-from workers.webapp import services as container_of_request
-from workers.webapp import use_container
+from workers.metrics import metrics_endpoint
+from workers.webapp import services, use_container
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +60,9 @@ def read_body(limit: int) -> bytes:
     return body
 
 
+callbacks = Blueprint("webhooks", __name__)
+
+
 def _answer(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"status": status, "message": message}), status
 
@@ -76,82 +75,90 @@ def create_app(
     """The webhook WSGI app; each gunicorn worker builds its own engine on first request."""
     app = Flask(__name__)
     use_container(app, settings, autocommit_sessions=sessions, inbox_wake=status_queue)
-    settings = settings or get_settings()
+    with app.app_context():
+        # A secret that cannot be decoded stops the app at start, not at the first callback.
+        services().signed_verifier  # noqa: B018
+    app.register_blueprint(callbacks)
+    app.register_blueprint(metrics_endpoint)
+    return app
 
-    def open_sessions() -> SessionFactory:
+
+def receive(
+    provider: str, verify: Callable[[bytes], None], parse: Callable[[bytes], ParsedCallback]
+) -> tuple[Response, int]:
+    """Check, parse and store one callback, then see that a drain will apply it."""
+    here = services()
+    limit = here.settings.webhook_max_body_bytes
+    try:
+        body = read_body(limit)
+    except TooLarge:
+        return _answer(413, f"the body is over {limit} bytes")
+    try:
+        verify(body)
+    except Unauthenticated as exc:
+        log.warning("callback refused on %s: %s", provider, exc)
+        return _answer(401, "unauthenticated")
+    try:
+        parsed = parse(body)
+    except MalformedCallback as exc:
+        return _answer(400, str(exc))
+    try:
         # One INSERT per callback: autocommit saves the COMMIT's round trip.
-        return container_of_request().autocommit_sessions
+        stored = inbox.store(here.autocommit_sessions, provider, parsed, body, utcnow())
+    except SQLAlchemyError as exc:
+        log.error("callback not stored on %s: %s", provider, type(exc).__name__)
+        return _answer(503, "the event could not be stored; try again")
+    if stored.needs_applying:
+        try:
+            here.inbox_wake.enqueue(stored.inbound_id)
+        except Exception as exc:  # the broker's own errors vary by transport
+            log.error("callback stored but not enqueued: %s", type(exc).__name__)
+            return _answer(503, "the event is stored but could not be queued; try again")
+    return _answer(202 if stored.receipt is inbox.Receipt.NEW else 200, stored.receipt.value)
 
-    notify = BearerVerifier(tuple(settings.webhook_notify_token_sha256))
-    signed = StandardWebhooksVerifier(
-        tuple(decode_secret(s.get_secret_value()) for s in settings.webhook_signing_secrets),
-        settings.webhook_timestamp_tolerance_seconds,
+
+@callbacks.post("/callbacks/notify")
+def notify_callback() -> tuple[Response, int]:
+    """A Notify delivery receipt, checked by its bearer token."""
+    verifier = services().notify_verifier
+    return receive(
+        NOTIFY, lambda _body: verifier.verify(request.headers.get("Authorization")), parse_notify
     )
-    limit = settings.webhook_max_body_bytes
-    install_metrics(app, settings)
 
-    def receive(
-        provider: str, verify: Callable[[bytes], None], parse: Callable[[bytes], ParsedCallback]
-    ) -> tuple[Response, int]:
-        try:
-            body = read_body(limit)
-        except TooLarge:
-            return _answer(413, f"the body is over {limit} bytes")
-        try:
-            verify(body)
-        except Unauthenticated as exc:
-            log.warning("callback refused on %s: %s", provider, exc)
-            return _answer(401, "unauthenticated")
-        try:
-            parsed = parse(body)
-        except MalformedCallback as exc:
-            return _answer(400, str(exc))
-        try:
-            stored = inbox.store(open_sessions(), provider, parsed, body, utcnow())
-        except SQLAlchemyError as exc:
-            log.error("callback not stored on %s: %s", provider, type(exc).__name__)
-            return _answer(503, "the event could not be stored; try again")
-        if stored.needs_applying:
-            try:
-                container_of_request().inbox_wake.enqueue(stored.inbound_id)
-            except Exception as exc:  # the broker's own errors vary by transport
-                log.error("callback stored but not enqueued: %s", type(exc).__name__)
-                return _answer(503, "the event is stored but could not be queued; try again")
-        return _answer(202 if stored.receipt is inbox.Receipt.NEW else 200, stored.receipt.value)
 
-    @app.post("/callbacks/notify")
-    def notify_callback() -> tuple[Response, int]:
-        return receive(
-            NOTIFY, lambda _body: notify.verify(request.headers.get("Authorization")), parse_notify
+@callbacks.post("/callbacks/signed")
+def signed_callback() -> tuple[Response, int]:
+    """A Standard Webhooks event, checked by its signature and timestamp."""
+    verifier = services().signed_verifier
+    webhook_id = request.headers.get("webhook-id", "")
+
+    def verify(body: bytes) -> None:
+        verifier.verify(
+            webhook_id,
+            request.headers.get("webhook-timestamp"),
+            request.headers.get("webhook-signature"),
+            body,
+            time.time(),
         )
 
-    @app.post("/callbacks/signed")
-    def signed_callback() -> tuple[Response, int]:
-        webhook_id = request.headers.get("webhook-id", "")
+    return receive(SIGNED, verify, lambda body: parse_signed(body, webhook_id))
 
-        def verify(body: bytes) -> None:
-            signed.verify(
-                webhook_id,
-                request.headers.get("webhook-timestamp"),
-                request.headers.get("webhook-signature"),
-                body,
-                time.time(),
-            )
 
-        return receive(SIGNED, verify, lambda body: parse_signed(body, webhook_id))
+@callbacks.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Whether the process answers."""
+    return _answer(200, "ok")
 
-    @app.get("/healthz")
-    def healthz() -> tuple[Response, int]:
-        return _answer(200, "ok")
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("webhook failed unexpectedly")
-        return _answer(500, "internal error")
+@callbacks.app_errorhandler(Exception)
+def unexpected(exc: Exception) -> tuple[Response, int]:
+    """A 500 with no detail; the trace goes to the log only."""
+    log.exception("webhook failed unexpectedly")
+    return _answer(500, "internal error")
 
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    def not_here(exc: Any) -> tuple[Response, int]:
-        return _answer(exc.code, exc.name)
 
-    return app
+@callbacks.app_errorhandler(404)
+@callbacks.app_errorhandler(405)
+def not_here(exc: Any) -> tuple[Response, int]:
+    """Unknown paths and methods answered in the same JSON shape."""
+    return _answer(exc.code, exc.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 from collections import Counter
@@ -66,8 +67,6 @@ def keys_in_use(engine: Engine, batch: int = 5000) -> Counter[str]:
 def _sealed_values(value: object, is_json: bool) -> list[str]:
     if not is_json:
         return [str(value)]
-    import json
-
     document = json.loads(value) if isinstance(value, str) else value
     if not isinstance(document, dict):
         return []

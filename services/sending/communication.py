@@ -26,6 +26,7 @@ from providers.base import (
     TransientProviderError,
 )
 from providers.registry import ProviderRegistry
+from services.archive.timeline import history_with_archive
 from services.callbacks import status_events
 from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
 from services.ledger import history, writes
@@ -240,8 +241,6 @@ class CommunicationService:
             status,
         )
         if include_archived:
-            from services.archive.timeline import history_with_archive
-
             return history_with_archive(self._sessions, self._settings, query)
         with self._sessions() as session:
             return history.read_page(session, query)

@@ -9,6 +9,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from models.crypto import keyring
 from models.enums import ChannelType
 from models.interaction import CUSTOMER_ID_MAX, IDEMPOTENCY_KEY_MAX
 from services.errors import InvalidInput, InvalidRecipient
@@ -127,7 +128,5 @@ def recipient_index(channel: ChannelType, normalised: str) -> str:
 
     Email addresses are compared without regard to case, as every provider treats them.
     """
-    from models.crypto import keyring
-
     key = normalised.lower() if channel is ChannelType.EMAIL else normalised
     return keyring().blind_index(f"{channel.value}:{key}")

@@ -27,6 +27,7 @@ from models.base import utcnow
 from providers.registry import ProviderRegistry
 from providers.stub_server import StubNotifyServer
 from services.sending.communication import CommunicationService
+from tasks.archive import archive_expired
 from tasks.maintenance import poll_unfinished, reconcile_claims
 from tests.archive_fixtures import archived_ids, build_world, clean, seed
 from tests.conftest import PG_URL, Database
@@ -165,8 +166,6 @@ def test_two_janitors_at_once_archive_each_row_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tasks.archive import archive_expired
-
     world = build_world(pg_engine, "local", tmp_path, request, chunk_rows=10)
     long_ago = utcnow() - timedelta(days=3 * 365)
     ids = [

@@ -8,7 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from config.settings import Settings
-from models import CustomerInteraction, InboundEvent, InteractionEvent
+from models import Batch, CustomerInteraction, InboundEvent, InteractionEvent
 from models.base import utcnow
 from models.enums import InteractionStatus
 from providers.base import LookupResult, OutboundMessage, SendReceipt
@@ -129,8 +129,6 @@ def test_polling_asks_about_silent_interactions_and_marks_the_hopeless_unknown(
                 .where(CustomerInteraction.id == interaction.id)
                 .values(sent_at=utcnow() - timedelta(hours=hours), batch_id="b")
             )
-        from models import Batch
-
         session.add(Batch(id="b", channel="email", template_key="welcome", enqueued=3))
     provider.statuses[str(answered.interaction_uuid)] = InteractionStatus.DELIVERED
     report = Poller(db.sessions, ProviderRegistry.single(provider), test_settings, utcnow).run()

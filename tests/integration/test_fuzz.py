@@ -31,6 +31,7 @@ from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 from tests.integration.test_batches import RecordingPublisher
+from tests.integration.test_webhooks import webhook_settings
 from tests.webhook_fixtures import TOKEN_A, RecordingQueue
 from workers.webhooks import create_app
 
@@ -154,8 +155,6 @@ def test_no_webhook_body_gets_a_500(
     fuzz_db: Database, test_settings: Settings, body: bytes, signed: bool, header: str
 ) -> None:
     db = fuzz_db
-    from tests.integration.test_webhooks import webhook_settings
-
     app = create_app(webhook_settings(test_settings), RecordingQueue(), db.sessions)
     client = app.test_client()
     if signed:

@@ -19,6 +19,7 @@ import redis
 import sqlalchemy as sa
 
 from broker.app import create_app
+from broker.wake import FLAG, FLAG_SECONDS, InboxWake
 from config.celery import STATUS_QUEUE
 from config.settings import Settings
 from models import InboundEvent, InteractionEvent
@@ -167,16 +168,12 @@ def broker(test_settings: Settings) -> Iterator[redis.Redis]:
 
 
 def wake_flag() -> str:
-    from broker.wake import FLAG
-
     return FLAG
 
 
 def test_the_wake_queues_one_drain_until_that_drain_starts(
     broker: redis.Redis, test_settings: Settings
 ) -> None:
-    from broker.wake import FLAG_SECONDS, InboxWake
-
     wake = InboxWake(create_app(test_settings.model_copy(update={"broker_url": BROKER})))
     for inbound_id in range(1, 51):
         wake.enqueue(inbound_id)
@@ -190,8 +187,6 @@ def test_the_wake_queues_one_drain_until_that_drain_starts(
 
 
 def test_a_wake_on_a_broker_that_is_down_raises(test_settings: Settings) -> None:
-    from broker.wake import InboxWake
-
     down = InboxWake(
         create_app(test_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
     )
@@ -202,8 +197,6 @@ def test_a_wake_on_a_broker_that_is_down_raises(test_settings: Settings) -> None
 def test_a_wake_whose_publish_fails_raises_and_leaves_no_flag(
     broker: redis.Redis, test_settings: Settings
 ) -> None:
-    from broker.wake import InboxWake
-
     celery = create_app(test_settings.model_copy(update={"broker_url": BROKER}))
 
     def refuse(*_: object, **__: object) -> None:
@@ -218,8 +211,6 @@ def test_a_wake_whose_publish_fails_raises_and_leaves_no_flag(
 def test_on_the_filesystem_broker_every_callback_queues_a_drain(
     tmp_path: Path, test_settings: Settings
 ) -> None:
-    from broker.wake import InboxWake
-
     settings = test_settings.model_copy(update={"broker_url": None, "var_dir": tmp_path})
     wake = InboxWake(create_app(settings))
     wake.enqueue(1)

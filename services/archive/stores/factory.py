@@ -14,7 +14,7 @@ def open_store(settings: Settings) -> ArchiveStore:
     url = settings.resolved_archive_url
     if url.startswith("s3://"):
         # Only an archive in S3 needs boto3 loaded.
-        from services.archive.stores.s3_bucket import S3Store
+        from services.archive.stores.s3_bucket import S3Store  # noqa: PLC0415 - boto3 loads only for an archive in S3
 
         return S3Store.from_url(url, settings.archive_s3_endpoint_url, settings.archive_s3_region)
     return LocalStore(Path(url.removeprefix("file://")))
