@@ -37,6 +37,9 @@ class EventKind(enum.StrEnum):
     STAFF_ACTION = "staff_action"
 
 
+# The channels a message is sent on; a phone call is only ever recorded, as a note.
+SENT_CHANNELS = tuple(channel for channel in ChannelType if channel is not ChannelType.PHONE)
+
 SENT_OR_BEYOND = frozenset(
     {InteractionStatus.SENT, InteractionStatus.DELIVERED, InteractionStatus.OPENED}
 )

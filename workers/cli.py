@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from config.logging import configure_logging
-from models.enums import ChannelType, InteractionStatus
 from models.migrate import upgrade
 from services.container import container
 from services.errors import InvalidInput, TransientDispatchError
@@ -18,12 +17,10 @@ from workers.cli_archive import archive
 from workers.cli_batches import batch_status_command, reconcile_command, send_batch
 from workers.cli_console import console
 from workers.cli_keys import keys
+from workers.cli_options import ANY_CHANNEL, SENT_CHANNEL, STATUS
 from workers.doctor import doctor_command
 from workers.flower import flower_command
 from workers.metrics import metrics_command
-
-CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
-STATUSES = click.Choice([s.value for s in InteractionStatus])
 
 
 @click.group()
@@ -42,7 +39,7 @@ def migrate() -> None:
 
 @main.command()
 @click.option("--customer", "customer_id", required=True, help="The customer's id.")
-@click.option("--channel", type=CHANNELS, required=True)
+@click.option("--channel", type=SENT_CHANNEL, required=True)
 @click.option("--template", "template_key", required=True, help="The template key.")
 @click.option("--key", "idempotency_key", required=True, help="The idempotency key.")
 @click.option("--recipient", default=None, help="Address; the contact directory when omitted.")
@@ -78,8 +75,8 @@ def dispatch(
 @main.command()
 @click.argument("customer_id")
 @click.option("--limit", default=50, show_default=True, type=int)
-@click.option("--channel", type=click.Choice([c.value for c in ChannelType]), default=None)
-@click.option("--status", type=STATUSES, default=None)
+@click.option("--channel", type=ANY_CHANNEL, default=None)
+@click.option("--status", type=STATUS, default=None)
 @click.option("--cursor", default=None, help="The cursor printed under a previous page.")
 def timeline(
     customer_id: str, limit: int, channel: str | None, status: str | None, cursor: str | None
@@ -127,7 +124,7 @@ def contact(customer_id: str, email: str | None, phone: str | None) -> None:
 
 @main.command("sent-to")
 @click.argument("address")
-@click.option("--channel", type=CHANNELS, default="email", show_default=True)
+@click.option("--channel", type=SENT_CHANNEL, default="email", show_default=True)
 @click.option("--limit", default=50, show_default=True, type=int)
 def sent_to(address: str, channel: str, limit: int) -> None:
     """Show everything sent to ADDRESS, found by its blind index without decrypting."""

@@ -8,15 +8,14 @@ import click
 
 from config.settings import get_settings
 from models.base import utcnow
-from models.enums import ChannelType
 from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
 from services.sending.batch_status import batch_status
 from services.sending.batches import BatchReport, read_csv
 from workers import display
+from workers.cli_options import SENT_CHANNEL
 
-CHANNELS = click.Choice([c.value for c in ChannelType if c is not ChannelType.PHONE])
 SHOWN_REJECTIONS = 20
 
 
@@ -44,7 +43,7 @@ def produce(
 
 @click.command("send-batch")
 @click.option("--batch-id", required=True, help="Names the batch; the same id resumes it.")
-@click.option("--channel", type=CHANNELS, required=True)
+@click.option("--channel", type=SENT_CHANNEL, required=True)
 @click.option("--template", "template_key", required=True)
 @click.option("--key-column", default=None, help="A column holding each row's idempotency key.")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models.base import utcnow
 from models.batch import Batch
-from models.enums import SENT_OR_BEYOND, ChannelType, parse_enum
+from models.enums import SENT_OR_BEYOND, ChannelType
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
@@ -164,12 +164,7 @@ class BatchProducer:
         """Enqueue every recipient of ``rows`` not already sent; safe to run again."""
         if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
             raise InvalidInput("batch_id", "must be 1-100 printable characters")
-        try:
-            parsed_channel = parse_enum(ChannelType, channel)
-        except ValueError as exc:
-            raise InvalidInput("channel", str(exc)) from None
-        if parsed_channel is ChannelType.PHONE:
-            raise InvalidInput("channel", "phone calls are recorded with add_note, not sent")
+        parsed_channel = validation.sent_channel(channel)
         template = validation.template_key(template_key)
         self._start(batch_id, parsed_channel, template, source)
         report = BatchReport(batch_id)

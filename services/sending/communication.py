@@ -131,15 +131,9 @@ class CommunicationService:
         payload: dict[str, Any] | None,
         idempotency_key: str,
     ) -> DispatchRequest:
-        try:
-            parsed_channel = parse_enum(ChannelType, channel)
-        except ValueError as exc:
-            raise InvalidInput("channel", str(exc)) from None
-        if parsed_channel is ChannelType.PHONE:
-            raise InvalidInput("channel", "phone calls are recorded with add_note, not dispatched")
         return DispatchRequest(
             customer_id=validation.customer_id(customer_id),
-            channel=parsed_channel,
+            channel=validation.sent_channel(channel),
             template_key=validation.template_key(template_key),
             payload=validation.payload(payload, self._settings.max_payload_bytes),
             idempotency_key=validation.idempotency_key(idempotency_key),
@@ -194,10 +188,7 @@ class CommunicationService:
         self, channel: ChannelType | str, address: str, limit: int = 100
     ) -> list[InteractionRecord]:
         """Everything sent to ``address`` on ``channel``, newest first, found by its blind index."""
-        try:
-            parsed = parse_enum(ChannelType, channel)
-        except ValueError as exc:
-            raise InvalidInput("channel", str(exc)) from None
+        parsed = validation.channel(channel)
         if not 1 <= limit <= self._settings.history_max_limit:
             raise InvalidInput("limit", f"must be from 1 to {self._settings.history_max_limit}")
         normalised = validation.recipient(parsed, address, self._settings.default_phone_region)

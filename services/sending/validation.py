@@ -10,7 +10,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from models.crypto import keyring
-from models.enums import ChannelType
+from models.enums import SENT_CHANNELS, ChannelType, parse_enum
 from models.interaction import CUSTOMER_ID_MAX, IDEMPOTENCY_KEY_MAX
 from services.errors import InvalidInput, InvalidRecipient
 
@@ -18,6 +18,22 @@ _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _TEMPLATE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAYLOAD_DEPTH = 8
+
+
+def channel(value: object) -> ChannelType:
+    """A channel by its value, any of them (searches, notes)."""
+    try:
+        return parse_enum(ChannelType, value)
+    except ValueError as exc:
+        raise InvalidInput("channel", str(exc)) from None
+
+
+def sent_channel(value: object) -> ChannelType:
+    """A channel a message is sent on: a phone call is recorded with add_note instead."""
+    parsed = channel(value)
+    if parsed not in SENT_CHANNELS:
+        raise InvalidInput("channel", "phone calls are recorded with add_note, not sent")
+    return parsed
 
 
 def is_printable(value: str) -> bool:
