@@ -25,6 +25,8 @@ from models.base import utcnow
 from models.crypto import KeyRing, keyring
 from models.session import SessionFactory, build_engine, session_factory
 from providers.registry import ProviderRegistry
+from services.archive.stores.factory import open_store
+from services.archive.stores.port import ArchiveStore
 from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
 from services.sending.batches import BatchProducer, Publisher
 from services.sending.communication import CommunicationService
@@ -119,6 +121,11 @@ class Container:
     def inbox_wake(self) -> InboxWake:
         """Makes sure a drain is queued for stored callbacks."""
         return InboxWake(self.celery)
+
+    @part
+    def archive_store(self) -> ArchiveStore:
+        """Where archived files are written and read: a local directory or an S3 bucket."""
+        return open_store(self.settings)
 
     @part
     def notify_verifier(self) -> BearerVerifier:

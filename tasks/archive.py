@@ -11,7 +11,6 @@ from config.settings import get_settings
 from services.archive.jobs.janitor import Janitor
 from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.jobs.retention_purge import purge_expired
-from services.archive.stores.factory import open_store
 from services.container import container
 from tasks.base import project_task
 
@@ -23,8 +22,7 @@ _LIMIT = get_settings().archive_task_time_limit_seconds
 def archive_expired(self: Task) -> None:
     """Move interactions past the hot retention to the archive; purge files past the cold one."""
     here = container()
-    settings, engine = here.settings, here.engine
-    store = open_store(settings)
+    settings, engine, store = here.settings, here.engine, here.archive_store
     try:
         with archive_lock(engine):
             report = Janitor(engine, store, settings).run()

@@ -21,7 +21,6 @@ from services.archive.jobs.janitor import Janitor
 from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.jobs.restore import restore_month
 from services.archive.jobs.retention_purge import purge_expired
-from services.archive.stores.factory import open_store
 from services.archive.stores.port import ArchiveStore
 from services.container import container
 from services.errors import InvalidInput
@@ -54,11 +53,10 @@ def _size(count: int) -> str:
 @contextmanager
 def _locked() -> Iterator[tuple[Engine, ArchiveStore]]:
     """The engine and store, with the archive lock held; a clear error when it cannot be."""
-    settings = get_settings()
-    engine = container().engine
+    here = container()
     try:
-        with archive_lock(engine):
-            yield engine, open_store(settings)
+        with archive_lock(here.engine):
+            yield here.engine, here.archive_store
     except (ArchiveBusy, ArchiveUnsupported) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -142,7 +140,7 @@ def verify_command(month: date | None) -> None:
     def shown(key: str, problem: str | None) -> None:
         click.echo(f"ok      {key}" if problem is None else f"FAILED  {problem}")
 
-    report = verify_archive(engine, open_store(get_settings()), month, on_file=shown)
+    report = verify_archive(engine, container().archive_store, month, on_file=shown)
     for key in report.unrecorded:
         click.echo(f"unrecorded  {key} (an interrupted run's; the next run removes it)")
     click.echo(
