@@ -9,9 +9,9 @@ never an address: a search by address is a POST that redirects to the customer's
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -22,24 +22,31 @@ from models.session import SessionFactory
 from services.errors import InvalidInput
 from services.sending import validation
 from services.sending.batches import Publisher
-from services.sending.communication import CommunicationService
 from services.support.service import (
     NotFound,
     NotQueued,
     ResendConflict,
     ResendKind,
     ResendRefused,
-    SupportService,
     forced_resends,
     resend_of,
 )
-from services.support.staff import LocalDirectory, Permission
-from workers.console_auth import current_user, install_auth, requires
-from workers.webapp import services as container_of_request
-from workers.webapp import use_container
+from services.support.staff import Permission
+from workers.console_auth import (
+    configure_session,
+    current_user,
+    enable_oidc,
+    requires,
+    sign_in_pages,
+)
+from workers.webapp import services, use_container
 
 log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+# The form control a service's field name is entered in, where the two differ.
+FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+
+pages = Blueprint("console", __name__)
 
 
 def create_app(
@@ -51,33 +58,20 @@ def create_app(
     resolved = settings or get_settings()
     app = Flask(__name__, static_url_path="/static")
     use_container(app, settings, sessions=sessions, publisher=publisher)
-    directory = LocalDirectory(resolved.console_users)
-
-    def services() -> tuple[CommunicationService, SupportService]:
-        # The console sends nothing itself: dispatch runs in the workers.
-        here = container_of_request()
-        return here.ledger_reader, here.support
-
-    install_auth(
-        app,
-        directory,
-        resolved,
-        lambda: container_of_request().staff_sessions,
-        lambda: container_of_request().sign_in_throttle,
-    )
-    app.jinja_env.globals.update(
-        resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
-    )
-    _install_headers_and_errors(app)
-    _search_routes(app, services)
-    _customer_routes(app, services, resolved)
-    _interaction_routes(app, services)
+    configure_session(app, resolved)
+    app.register_blueprint(sign_in_pages)
+    if resolved.console_oidc_enabled:
+        enable_oidc(app, resolved)
+    app.register_blueprint(pages)
     return app
 
 
-Services = Callable[[], tuple[CommunicationService, SupportService]]
-# The form control a service's field name is entered in, where the two differ.
-FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+@pages.record_once
+def template_globals(state: BlueprintSetupState) -> None:
+    """What the pages' templates call, given to the app the pages are registered on."""
+    state.app.jinja_env.globals.update(
+        resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
+    )
 
 
 def error_input(error: object) -> str | None:
@@ -86,174 +80,192 @@ def error_input(error: object) -> str | None:
     return FIELD_INPUTS.get(field, field) if isinstance(field, str) else None
 
 
-def _install_headers_and_errors(app: Flask) -> None:
+@pages.after_app_request
+def protect(response: Response) -> Response:
+    """Every answer's security headers; pages, unlike the stylesheet, are never stored."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.endpoint != "static":
+        # Pages hold personal data: not kept in caches or the browser's history store.
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
-    @app.after_request
-    def protect(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+@pages.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> tuple[str, int]:
+    """The error page for an HTTP error, with its status."""
+    code = exc.code or 500
+    return render_template("console/error.html", code=code, exc=exc), code
+
+
+@pages.app_errorhandler(SQLAlchemyError)
+def database_error(exc: SQLAlchemyError) -> tuple[str, int]:
+    """A 503 page for a database failure; the log names the failure's kind, never its data."""
+    log.error("console database error: %s", type(exc).__name__)
+    return render_template("console/error.html", code=503, exc=None), 503
+
+
+@pages.get("/healthz")
+def healthz() -> tuple[str, int]:
+    """Answers while the process serves requests."""
+    return "ok", 200
+
+
+@pages.get("/")
+def home() -> str:
+    """The search page."""
+    return render_template("console/home.html", channels=SEARCH_CHANNELS)
+
+
+@pages.post("/customer")
+def open_customer() -> Response | tuple[str, int]:
+    """Redirect to the timeline of the customer id typed in."""
+    # A POST, so a phone number typed into the wrong box never lands in a URL.
+    customer_id = request.form.get("customer_id", "").strip()
+    try:
+        validation.customer_id(customer_id)
+    except InvalidInput as exc:
+        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        return page, 400
+    return redirect(url_for("console.customer", customer_id=customer_id), 303)
+
+
+@pages.post("/find")
+def find() -> Response | tuple[str, int]:
+    """The customer an address was sent to, or the list of them when it was several."""
+    channel, address = request.form.get("channel", ""), request.form.get("address", "")
+    try:
+        records = services().ledger_reader.find_by_recipient(channel, address.strip())
+    except InvalidInput as exc:
+        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        return page, 400
+    customers = list(dict.fromkeys(record.customer_id for record in records))
+    if len(customers) == 1:
+        return redirect(url_for("console.customer", customer_id=customers[0]), 303)
+    page = render_template("console/found.html", customers=customers, channel=channel)
+    return page, 200 if customers else 404
+
+
+@pages.get("/customers/<customer_id>")
+def customer(customer_id: str) -> tuple[str, int]:
+    """A customer's timeline, a page at a time."""
+    return customer_page(customer_id)
+
+
+def customer_page(
+    customer_id: str, error: InvalidInput | None = None, note: str = "", status: int = 200
+) -> tuple[str, int]:
+    """The timeline page, with a note form that failed and its error when there was one."""
+    # The console sends nothing itself: dispatch runs in the workers.
+    here = services()
+    archived = request.args.get("archived") == "1"
+    try:
+        page = here.ledger_reader.get_history(
+            customer_id,
+            here.settings.console_page_size,
+            cursor=request.args.get("cursor") or None,
+            include_archived=archived,
         )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if request.endpoint != "static":
-            # Pages hold personal data: not kept in caches or the browser's history store.
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
-        code = exc.code or 500
-        return render_template("console/error.html", code=code, exc=exc), code
-
-    @app.errorhandler(SQLAlchemyError)
-    def database_error(exc: SQLAlchemyError) -> tuple[str, int]:
-        log.error("console database error: %s", type(exc).__name__)
-        return render_template("console/error.html", code=503, exc=None), 503
-
-
-def _search_routes(app: Flask, services: Services) -> None:
-    @app.get("/healthz")
-    def healthz() -> tuple[str, int]:
-        return "ok", 200
-
-    @app.get("/")
-    def home() -> str:
-        return render_template("console/home.html", channels=SEARCH_CHANNELS)
-
-    @app.post("/customer")
-    def open_customer() -> Response | tuple[str, int]:
-        # A POST, so a phone number typed into the wrong box never lands in a URL.
-        customer_id = request.form.get("customer_id", "").strip()
-        try:
-            validation.customer_id(customer_id)
-        except InvalidInput as exc:
-            page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
-            return page, 400
-        return redirect(url_for("customer", customer_id=customer_id), 303)
-
-    @app.post("/find")
-    def find() -> Response | tuple[str, int]:
-        channel, address = request.form.get("channel", ""), request.form.get("address", "")
-        try:
-            records = services()[0].find_by_recipient(channel, address.strip())
-        except InvalidInput as exc:
-            page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
-            return page, 400
-        customers = list(dict.fromkeys(record.customer_id for record in records))
-        if len(customers) == 1:
-            return redirect(url_for("customer", customer_id=customers[0]), 303)
-        page = render_template("console/found.html", customers=customers, channel=channel)
-        return page, 200 if customers else 404
+        contact = here.support.contact(customer_id)
+    except InvalidInput as exc:
+        abort(400, str(exc))
+    hot = here.support.hot_ids([record.id for record in page.items]) if archived else None
+    html = render_template(
+        "console/customer.html",
+        customer_id=customer_id,
+        page=page,
+        contact=contact,
+        archived=archived,
+        hot=hot,
+        error=error,
+        note=note,
+    )
+    return html, status
 
 
-def _customer_routes(app: Flask, services: Services, resolved: Settings) -> None:
-    @app.get("/customers/<customer_id>")
-    def customer(customer_id: str) -> tuple[str, int]:
-        return customer_page(customer_id)
+@pages.post("/customers/<customer_id>/notes")
+@requires(Permission.ADD_NOTE)
+def add_note(customer_id: str) -> Response | tuple[str, int]:
+    """Record a phone note on the customer's timeline."""
+    content = request.form.get("content", "")
+    try:
+        services().ledger_reader.add_note(customer_id, content, current_user().username)
+    except InvalidInput as exc:
+        return customer_page(customer_id, error=exc, note=content, status=400)
+    flash("Phone note recorded.")
+    return redirect(url_for("console.customer", customer_id=customer_id), 303)
 
-    def customer_page(
-        customer_id: str, error: InvalidInput | None = None, note: str = "", status: int = 200
-    ) -> tuple[str, int]:
-        communication, support = services()
-        archived = request.args.get("archived") == "1"
-        try:
-            page = communication.get_history(
-                customer_id,
-                resolved.console_page_size,
-                cursor=request.args.get("cursor") or None,
-                include_archived=archived,
-            )
-            contact = support.contact(customer_id)
-        except InvalidInput as exc:
-            abort(400, str(exc))
-        hot = support.hot_ids([record.id for record in page.items]) if archived else None
-        html = render_template(
-            "console/customer.html",
-            customer_id=customer_id,
-            page=page,
-            contact=contact,
-            archived=archived,
-            hot=hot,
-            error=error,
-            note=note,
+
+@pages.get("/customers/<customer_id>/interactions/<interaction_uuid>")
+def interaction(customer_id: str, interaction_uuid: str) -> tuple[str, int]:
+    """One interaction's history, with the resend form where one is allowed."""
+    return interaction_page(customer_id, interaction_uuid)
+
+
+def interaction_page(
+    customer_id: str,
+    interaction_uuid: str,
+    error: Exception | None = None,
+    form: dict[str, str] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    """The interaction page, with a resend form that failed and its error when there was one."""
+    support = services().support
+    try:
+        record, events = support.interaction(customer_id, interaction_uuid)
+        contact = support.contact(customer_id)
+    except (NotFound, InvalidInput):
+        abort(404)
+    html = render_template(
+        "console/interaction.html",
+        customer_id=customer_id,
+        record=record,
+        events=events,
+        contact=contact,
+        error=error,
+        form=form or {},
+        seen_resends=forced_resends(events),
+    )
+    return html, status
+
+
+@pages.post("/customers/<customer_id>/interactions/<interaction_uuid>/resend")
+@requires(Permission.RESEND)
+def resend(customer_id: str, interaction_uuid: str) -> Response | tuple[str, int]:
+    """Queue a resend, to a corrected address when one was given."""
+    form = {name: request.form.get(name, "") for name in ("address", "reason")}
+    try:
+        result = services().support.resend(
+            customer_id,
+            interaction_uuid,
+            current_user().username,
+            form["address"] or None,
+            form["reason"] or None,
+            _count(request.form.get("seen_resends", "")),
         )
-        return html, status
-
-    @app.post("/customers/<customer_id>/notes")
-    @requires(Permission.ADD_NOTE)
-    def add_note(customer_id: str) -> Response | tuple[str, int]:
-        content = request.form.get("content", "")
-        try:
-            services()[0].add_note(customer_id, content, current_user().username)
-        except InvalidInput as exc:
-            return customer_page(customer_id, error=exc, note=content, status=400)
-        flash("Phone note recorded.")
-        return redirect(url_for("customer", customer_id=customer_id), 303)
-
-
-def _interaction_routes(app: Flask, services: Services) -> None:
-    @app.get("/customers/<customer_id>/interactions/<interaction_uuid>")
-    def interaction(customer_id: str, interaction_uuid: str) -> tuple[str, int]:
-        return interaction_page(customer_id, interaction_uuid)
-
-    def interaction_page(
-        customer_id: str,
-        interaction_uuid: str,
-        error: Exception | None = None,
-        form: dict[str, str] | None = None,
-        status: int = 200,
-    ) -> tuple[str, int]:
-        _, support = services()
-        try:
-            record, events = support.interaction(customer_id, interaction_uuid)
-            contact = support.contact(customer_id)
-        except (NotFound, InvalidInput):
-            abort(404)
-        html = render_template(
-            "console/interaction.html",
-            customer_id=customer_id,
-            record=record,
-            events=events,
-            contact=contact,
-            error=error,
-            form=form or {},
-            seen_resends=forced_resends(events),
+    except NotFound:
+        abort(404)
+    except ResendConflict as exc:
+        return interaction_page(customer_id, interaction_uuid, exc, form, 409)
+    except (InvalidInput, ResendRefused) as exc:
+        return interaction_page(customer_id, interaction_uuid, exc, form, 400)
+    except NotQueued as exc:
+        cause = type(exc.__cause__).__name__
+        log.error(
+            "resend recorded but not queued: %s",
+            cause,
+            extra={"idempotency_key": exc.idempotency_key},
         )
-        return html, status
-
-    @app.post("/customers/<customer_id>/interactions/<interaction_uuid>/resend")
-    @requires(Permission.RESEND)
-    def resend(customer_id: str, interaction_uuid: str) -> Response | tuple[str, int]:
-        form = {name: request.form.get(name, "") for name in ("address", "reason")}
-        try:
-            result = services()[1].resend(
-                customer_id,
-                interaction_uuid,
-                current_user().username,
-                form["address"] or None,
-                form["reason"] or None,
-                _count(request.form.get("seen_resends", "")),
-            )
-        except NotFound:
-            abort(404)
-        except ResendConflict as exc:
-            return interaction_page(customer_id, interaction_uuid, exc, form, 409)
-        except (InvalidInput, ResendRefused) as exc:
-            return interaction_page(customer_id, interaction_uuid, exc, form, 400)
-        except NotQueued as exc:
-            cause = type(exc.__cause__).__name__
-            log.error(
-                "resend recorded but not queued: %s",
-                cause,
-                extra={"idempotency_key": exc.idempotency_key},
-            )
-            error = RuntimeError("The resend was recorded but could not be queued. Try again.")
-            return interaction_page(customer_id, interaction_uuid, error, form, 503)
-        if result.kind is ResendKind.RETRY:
-            flash("Resend queued: a new attempt on this message.")
-        else:
-            flash(f"Resend queued as a new message, {result.idempotency_key}.")
-        return redirect(url_for("customer", customer_id=customer_id), 303)
+        error = RuntimeError("The resend was recorded but could not be queued. Try again.")
+        return interaction_page(customer_id, interaction_uuid, error, form, 503)
+    if result.kind is ResendKind.RETRY:
+        flash("Resend queued: a new attempt on this message.")
+    else:
+        flash(f"Resend queued as a new message, {result.idempotency_key}.")
+    return redirect(url_for("console.customer", customer_id=customer_id), 303)
 
 
 def _count(value: str) -> int | None:

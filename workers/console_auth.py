@@ -17,21 +17,38 @@ from datetime import timedelta
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from services.support.sessions import StaffSessions
-from services.support.sign_in_throttle import SignInThrottle
-from services.support.staff import LocalDirectory, Permission, StaffUser, same_token
+from services.support.staff import Permission, StaffUser, same_token
 from workers.console_oidc import OidcClient, OidcError
+from workers.webapp import services
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # Reachable signed out: the sign-in page, the health check and the stylesheet.
-OPEN_ENDPOINTS = frozenset({"login", "sign_in", "oidc_start", "oidc_callback", "healthz", "static"})
+OPEN_ENDPOINTS = frozenset(
+    {"auth.login", "auth.sign_in", "oidc.start", "oidc.callback", "console.healthz", "static"}
+)
+OIDC_CLIENT = "console_oidc_client"
+
+sign_in_pages = Blueprint("auth", __name__)
+oidc_sign_in = Blueprint("oidc", __name__)
 
 
 class ConsoleMisconfigured(RuntimeError):
@@ -108,75 +125,73 @@ def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R
     return decorate
 
 
-def install_auth(
-    app: Flask,
-    directory: LocalDirectory,
-    settings: Settings,
-    staff_sessions: Callable[[], StaffSessions],
-    throttle: Callable[[], SignInThrottle],
-) -> None:
-    """The sign-in pages and the checks that run before every request."""
-    configure_session(app, settings)
-
-    @app.before_request
-    def check_request() -> Response | None:
-        if request.method == "POST" and not same_token(
-            request.form.get("csrf_token"), session.get("csrf", "")
-        ):
-            abort(400, "The form had expired or did not come from this console. Try again.")
-        if request.endpoint in OPEN_ENDPOINTS:
-            return None
-        token = session.get("sid")
-        user = staff_sessions().resume(token) if isinstance(token, str) else None
-        if user is None:
-            session.pop("sid", None)
-            return redirect(url_for("login"), 303)
-        g.user = user
+@sign_in_pages.before_app_request
+def check_request() -> Response | None:
+    """Refuse a POST without this session's form token; send the signed-out to sign in."""
+    if request.method == "POST" and not same_token(
+        request.form.get("csrf_token"), session.get("csrf", "")
+    ):
+        abort(400, "The form had expired or did not come from this console. Try again.")
+    if request.endpoint in OPEN_ENDPOINTS:
         return None
+    token = session.get("sid")
+    user = services().staff_sessions.resume(token) if isinstance(token, str) else None
+    if user is None:
+        session.pop("sid", None)
+        return redirect(url_for("auth.login"), 303)
+    g.user = user
+    return None
 
-    @app.context_processor
-    def template_values() -> dict[str, object]:
-        return {
-            "csrf_token": csrf_token,
-            "user": g.get("user"),
-            "Permission": Permission,
-            "oidc_enabled": settings.console_oidc_enabled,
-            "local_users": bool(settings.console_users),
-        }
 
-    @app.get("/login")
-    def login() -> str:
-        return render_template("console/login.html")
+@sign_in_pages.app_context_processor
+def template_values() -> dict[str, object]:
+    """What every page's template reads: the form token, the user and the ways to sign in."""
+    settings = services().settings
+    return {
+        "csrf_token": csrf_token,
+        "user": g.get("user"),
+        "Permission": Permission,
+        "oidc_enabled": settings.console_oidc_enabled,
+        "local_users": bool(settings.console_users),
+    }
 
-    if settings.console_oidc_enabled:
-        install_oidc(app, OidcClient(settings), settings, staff_sessions)
 
-    @app.post("/login")
-    def sign_in() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int]:
-        name, address = request.form.get("username", ""), request.remote_addr or ""
-        if throttle().blocked(name, address):
-            log.warning("console sign-in refused: too many failures for the name or address")
-            minutes = settings.console_sign_in_window_minutes
-            error = (
-                f"Too many failed sign-ins. Wait {minutes} minutes and try again, "
-                "or ask the console's administrator to check your account."
-            )
-            page = render_template("console/login.html", error=error)
-            return page, 429, {"Retry-After": str(minutes * 60)}
-        user = directory.authenticate(name, request.form.get("password", ""))
-        if user is None:
-            log.warning("console sign-in refused")
-            throttle().failed(name, address)
-            page = render_template("console/login.html", error="Wrong user name or password.")
-            return page, 401
-        throttle().succeeded(name)
-        start_session(staff_sessions(), user)
-        return redirect(url_for("home"), 303)
+@sign_in_pages.get("/login")
+def login() -> str:
+    """The sign-in page."""
+    return render_template("console/login.html")
 
-    @app.post("/logout")
-    def logout() -> Response:
-        end_session(staff_sessions())
-        return redirect(url_for("login"), 303)
+
+@sign_in_pages.post("/login")
+def sign_in() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int]:
+    """Sign a local user in by name and password, unless too many sign-ins failed lately."""
+    here = services()
+    name, address = request.form.get("username", ""), request.remote_addr or ""
+    if here.sign_in_throttle.blocked(name, address):
+        log.warning("console sign-in refused: too many failures for the name or address")
+        minutes = here.settings.console_sign_in_window_minutes
+        error = (
+            f"Too many failed sign-ins. Wait {minutes} minutes and try again, "
+            "or ask the console's administrator to check your account."
+        )
+        page = render_template("console/login.html", error=error)
+        return page, 429, {"Retry-After": str(minutes * 60)}
+    user = here.staff_directory.authenticate(name, request.form.get("password", ""))
+    if user is None:
+        log.warning("console sign-in refused")
+        here.sign_in_throttle.failed(name, address)
+        page = render_template("console/login.html", error="Wrong user name or password.")
+        return page, 401
+    here.sign_in_throttle.succeeded(name)
+    start_session(here.staff_sessions, user)
+    return redirect(url_for("console.home"), 303)
+
+
+@sign_in_pages.post("/logout")
+def logout() -> Response:
+    """End this browser's session."""
+    end_session(services().staff_sessions)
+    return redirect(url_for("auth.login"), 303)
 
 
 def start_session(store: StaffSessions, user: StaffUser) -> None:
@@ -195,36 +210,47 @@ def end_session(store: StaffSessions) -> None:
     session.clear()
 
 
-def install_oidc(
-    app: Flask,
-    client: OidcClient,
-    settings: Settings,
-    staff_sessions: Callable[[], StaffSessions],
-) -> None:
-    """Sign-in through the configured OpenID Connect provider."""
+def enable_oidc(app: Flask, settings: Settings) -> None:
+    """Offer sign-in through the configured OpenID Connect provider on ``app``."""
+    # One client per app: it keeps the discovery document and keys it read.
+    app.extensions[OIDC_CLIENT] = OidcClient(settings)
+    app.register_blueprint(oidc_sign_in)
 
-    def redirect_uri() -> str:
-        return settings.console_oidc_redirect_url or url_for("oidc_callback", _external=True)
 
-    @app.get("/login/oidc")
-    def oidc_start() -> Response:
-        try:
-            target, pending = client.start(redirect_uri())
-        except OidcError as exc:
-            abort(503, str(exc))
-        session["oidc"] = pending
-        return redirect(target, 303)
+def oidc_client() -> OidcClient:
+    """The current app's client of the sign-in provider."""
+    client: OidcClient = current_app.extensions[OIDC_CLIENT]
+    return client
 
-    @app.get("/login/oidc/callback")
-    def oidc_callback() -> Response | tuple[str, int]:
-        pending = session.pop("oidc", None) or {}
-        try:
-            user = client.finish(pending, redirect_uri(), request.args)
-        except OidcError as exc:
-            log.warning("console sign-in through the provider refused: %s", exc)
-            return render_template("console/login.html", error=str(exc)), 401
-        if not user.roles:
-            log.warning("console sign-in refused: the provider granted no console role")
-            abort(403)
-        start_session(staff_sessions(), user)
-        return redirect(url_for("home"), 303)
+
+def redirect_uri() -> str:
+    """Where the provider sends the browser back to: as configured, or this console's own."""
+    configured = services().settings.console_oidc_redirect_url
+    return configured or url_for("oidc.callback", _external=True)
+
+
+@oidc_sign_in.get("/login/oidc")
+def start() -> Response:
+    """Send the browser to the provider, keeping the sign-in's secrets in the session."""
+    try:
+        target, pending = oidc_client().start(redirect_uri())
+    except OidcError as exc:
+        abort(503, str(exc))
+    session["oidc"] = pending
+    return redirect(target, 303)
+
+
+@oidc_sign_in.get("/login/oidc/callback")
+def callback() -> Response | tuple[str, int]:
+    """Sign in the user the provider vouches for, if it grants them a console role."""
+    pending = session.pop("oidc", None) or {}
+    try:
+        user = oidc_client().finish(pending, redirect_uri(), request.args)
+    except OidcError as exc:
+        log.warning("console sign-in through the provider refused: %s", exc)
+        return render_template("console/login.html", error=str(exc)), 401
+    if not user.roles:
+        log.warning("console sign-in refused: the provider granted no console role")
+        abort(403)
+    start_session(services().staff_sessions, user)
+    return redirect(url_for("console.home"), 303)
