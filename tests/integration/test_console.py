@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy.orm import sessionmaker
 
-from config.settings import Settings
+from config.settings import ConsoleUser, Settings
 from models.enums import EventKind
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
@@ -29,6 +30,7 @@ from tests.console_fixtures import (
 )
 from tests.factories import send_email
 from tests.fakes import FakeProvider
+from workers.cli import main
 from workers.console import create_app
 from workers.console_auth import ConsoleMisconfigured
 
@@ -318,11 +320,6 @@ def test_pages_are_not_cached_and_carry_a_strict_policy(app: Flask) -> None:
 def test_add_user_prints_an_entry_the_console_signs_in_with(
     pg_db: Database, test_settings: Settings
 ) -> None:
-    from click.testing import CliRunner
-
-    from config.settings import ConsoleUser
-    from workers.cli import main
-
     runner = CliRunner()
     made = runner.invoke(
         main, ["console", "add-user", "a.agent", "--role", "resender", "--password", "x" * 14]
