@@ -140,8 +140,16 @@ def sent_to(address: str, channel: str, limit: int) -> None:
 @main.command()
 def demo() -> None:
     """Run the demonstration on the configured (or embedded) services."""
-    from workers.demo import run_demo
-
+    # Imported here, not at the top: the development package is absent from production installs.
+    try:
+        from devtools.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "devtools":
+            raise
+        raise click.ClickException(
+            "the demo needs the development tools: run it from a checkout installed with "
+            "the dev extra (pip install -e '.[test,dev]', or make install)"
+        ) from None
     run_demo()
 
 

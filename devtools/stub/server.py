@@ -804,7 +804,7 @@ def _pause(milliseconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT: ``python -m providers.stub_server --port 6011``."""
+    """Serve until SIGTERM or SIGINT: ``python -m devtools.stub --port 6011``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6011)
