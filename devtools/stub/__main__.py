@@ -1,5 +1,5 @@
 """Run the stub provider: ``python -m devtools.stub --port 6011``."""
 
-from devtools.stub.server import main
+from devtools.stub.cli import main
 
 main()

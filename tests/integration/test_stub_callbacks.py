@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
-from devtools.stub.server import CALLBACK_WORKERS, StubNotifyServer
+from devtools.stub.callbacks import CALLBACK_WORKERS
+from devtools.stub.server import StubNotifyServer
 from models.enums import ChannelType, InteractionStatus
 from providers.base import OutboundMessage
 from providers.notify import NotifyProvider

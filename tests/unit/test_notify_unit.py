@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from devtools.stub.server import StubConfig, verify_token
+from devtools.stub.auth import verify_token
+from devtools.stub.config import StubConfig
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
     OutboundMessage,
