@@ -1,5 +1,7 @@
 # The one image every application service of docker-compose.yml runs: migrate, worker, beat,
 # webhooks, console, flower and the stub provider. Build: docker build -t interaction-service .
+# It holds the product only: the development tools (devtools/, the stub provider among them),
+# the tests and the benchmarks stay out, and so does the test extra.
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -28,6 +30,6 @@ COPY --from=build /opt/venv /opt/venv
 USER interactions
 WORKDIR /var/lib/interactions
 # 8000: the webhook app (gunicorn); 8001: the support console (gunicorn); 5555: Flower;
-# 6011: the stub provider (dev profile only).
+# 6011: the stub provider (dev profile only, run from the checkout's devtools/).
 EXPOSE 8000 8001 5555 6011
 CMD ["interactions", "--help"]

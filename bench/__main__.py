@@ -23,8 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import PYTHON, ROOT
 from bench.report import Row, rows_of, table
+from devtools.processes import ROOT
 
 LOCK = Path("/tmp/interactions-bench.lock")  # shared with every engineer's benchmark runs
 OUT = ROOT / "var" / "bench"
@@ -64,7 +64,7 @@ class Runner:
     def __call__(self, name: str, module: str, args: list[str], env: dict[str, str]) -> Any:
         out = self.log_dir / f"{name}.json"
         log = self.log_dir / f"{name}.log"
-        command = [PYTHON, "-m", module, *args, "--json", str(out)]
+        command = [sys.executable, "-m", module, *args, "--json", str(out)]
         print(f"running {' '.join(command[1:])}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         with log.open("w") as stream:

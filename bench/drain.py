@@ -22,11 +22,13 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.harness import start_workers, stop_workers, wait_for
 from bench.webhooks import receipt
 from broker.app import create_app
 from broker.wake import InboxWake
 from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.keys import use_test_keys
+from devtools.processes import start_workers, stop_workers, wait_until
 from models import CustomerInteraction, InboundEvent
 from models.base import utcnow
 from models.enums import ChannelType, InteractionStatus
@@ -47,8 +49,7 @@ class World:
     """The benchmark's database and broker, seeded afresh for each way of applying."""
 
     def __init__(self, callbacks: int) -> None:
-        from tests.conftest import recreate_database
-
+        use_test_keys()
         self.callbacks = callbacks
         self.settings = Settings(environment="test", database_url=DB_URL, broker_url=BROKER_URL)
         recreate_database(DB_URL)
@@ -122,7 +123,9 @@ def timed(world: World, args: argparse.Namespace, log_dir: Path, publish: str) -
                         queue="status",
                         producer=producer,
                     )
-        finished = wait_for(lambda: world.settled() == len(ids), args.timeout, publish, every=0.05)
+        finished = wait_until(
+            lambda: world.settled() == len(ids), args.timeout, publish, every=0.05
+        )
     except TimeoutError:
         for log in sorted(log_dir.glob(f"{publish}-*.log")):
             print(log.read_text(errors="replace")[-3000:])

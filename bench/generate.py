@@ -35,6 +35,7 @@ from bench.rows import (
     chunk_text,
 )
 from config.settings import Settings
+from devtools.database import recreate_database
 from models.crypto import keyring
 from models.migrate import upgrade
 from models.session import build_engine
@@ -67,16 +68,6 @@ class LoadReport:
 def libpq_url(url: str) -> str:
     """The URL as psycopg2 itself takes it."""
     return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
-
-
-def recreate_database(url: str) -> None:
-    """Drop and create the database ``url`` names."""
-    target = sa.engine.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-        connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    admin.dispose()
 
 
 def plan_chunks(rows: int, seed: int) -> list[Chunk]:

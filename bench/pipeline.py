@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,10 +24,13 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from bench.harness import PYTHON, ROOT, StubProcess, start_workers, stop_workers, wait_for
 from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.keys import use_test_keys
+from devtools.processes import ROOT, start_workers, stop_workers, wait_until
+from devtools.stub.process import StubProcess
 from models import CustomerInteraction
 from models.migrate import upgrade
 from models.session import build_engine
@@ -117,7 +121,7 @@ class Bench:
         try:
             started = time.perf_counter()
             self.producer().run("noop", "email", "welcome", recipients(count))
-            finished = wait_for(self.drained, 600, "the no-op queue to drain", every=0.05)
+            finished = wait_until(self.drained, 600, "the no-op queue to drain", every=0.05)
         finally:
             stop_workers(workers)
         return count / (finished - started)
@@ -131,7 +135,7 @@ class Bench:
         try:
             started = time.perf_counter()
             self.producer().run(f"e2e-{latency_ms}", "email", "welcome", recipients(count))
-            finished = wait_for(lambda: self.sent() >= count, 900, f"{count} SENT", every=0.1)
+            finished = wait_until(lambda: self.sent() >= count, 900, f"{count} SENT", every=0.1)
         finally:
             stop_workers(workers)
         stats = self.stub.stats()
@@ -175,7 +179,7 @@ class Bench:
         """Peak resident memory, in KiB, of a process producing ``count`` recipients."""
         self.clean()
         out = subprocess.run(
-            [PYTHON, "-m", "bench.producer_memory", str(count)],
+            [sys.executable, "-m", "bench.producer_memory", str(count)],
             cwd=ROOT,
             env={**self.env(), "BENCH_DATABASE_URL": DB_URL},
             capture_output=True,
@@ -200,8 +204,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures, as numbers, to this file")
     args = parser.parse_args()
 
-    from tests.conftest import recreate_database
-
+    use_test_keys()
     recreate_database(DB_URL)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         bench = Bench(args, Path(tmp))

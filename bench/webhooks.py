@@ -43,8 +43,10 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.harness import ROOT, free_port, wait_for
 from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.keys import use_test_keys
+from devtools.processes import ROOT, free_port, wait_until
 from models.migrate import upgrade
 from models.session import build_engine
 from services.callbacks.signatures import token_sha256
@@ -301,7 +303,7 @@ class Gunicorn:
                 command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
             )
         try:
-            wait_for(self._healthy, 30, f"gunicorn serving {app}")
+            wait_until(self._healthy, 30, f"gunicorn serving {app}")
         except BaseException:
             self.stop()
             sys.stderr.write(log.read_text(errors="replace")[-4000:])
@@ -427,8 +429,7 @@ class Store:
     """The benchmark's own database and Redis db: counted, and emptied before and after."""
 
     def __init__(self) -> None:
-        from tests.conftest import recreate_database
-
+        use_test_keys()
         # Two runs at once would drop each other's database and flush each other's queue.
         digest = hashlib.sha256(f"{DB_URL} {BROKER_URL}".encode()).hexdigest()[:16]
         lock_path = Path(tempfile.gettempdir()) / f"bench-webhooks-{digest}.lock"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,6 +14,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.keys import use_test_keys
 from models.migrate import upgrade
 from models.session import SessionFactory, build_engine
 from providers.registry import ProviderRegistry
@@ -25,29 +25,13 @@ from tests.smtp_fixtures import smtp_server  # noqa: F401 - a fixture
 from tests.stub_fixtures import stub_notify  # noqa: F401 - a fixture
 
 # Every process of a test run (pytest, its workers, its CLI calls) shares one key ring.
-TEST_KEYS = {
-    "test-2026a": base64.b64encode(bytes(range(32))).decode(),
-    "test-2026b": base64.b64encode(bytes(range(32, 64))).decode(),
-}
-os.environ.setdefault("INTERACTIONS_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-os.environ.setdefault("INTERACTIONS_ENCRYPTION_ACTIVE_KEY", "test-2026a")
-os.environ.setdefault("INTERACTIONS_BLIND_INDEX_KEY", base64.b64encode(b"i" * 32).decode())
+use_test_keys()
 
 PG_URL = os.environ.get(
     "INTERACTIONS_TEST_DATABASE_URL",
     "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_test",
 )
 TABLES = ("interaction_events", "interactions", "batches", "contacts", "inbound_events")
-
-
-def recreate_database(url: str) -> None:
-    """Drop and create the database ``url`` names, so every run starts from the migrations."""
-    target = sa.engine.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="session")

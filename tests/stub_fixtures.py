@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devtools.stub.server import StubNotifyServer
 from providers.notify import NotifyProvider
-from providers.stub_server import StubNotifyServer
 
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
 # A made-up key in Notify's format, for the stub only.

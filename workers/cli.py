@@ -141,8 +141,15 @@ def sent_to(address: str, channel: str, limit: int) -> None:
 @main.command()
 def demo() -> None:
     """Run the demonstration on the configured (or embedded) services."""
-    from workers.demo import run_demo
-
+    try:
+        from devtools.demo import run_demo  # noqa: PLC0415 - absent from production installs
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "devtools":
+            raise
+        raise click.ClickException(
+            "the demo needs the development tools: run it from a checkout installed with "
+            "the dev extra (pip install -e '.[test,dev]', or make install)"
+        ) from None
     run_demo()
 
 

@@ -11,7 +11,7 @@ from flask import Flask
 from config.settings import ConsoleUser, get_settings
 from services.support.staff import ROLE_PERMISSIONS, hash_password
 from workers.console_auth import ConsoleMisconfigured, configure_session
-from workers.processes import console_command
+from workers.gunicorn_commands import console_command
 
 
 @click.group()

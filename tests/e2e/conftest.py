@@ -19,16 +19,17 @@ from sqlalchemy.orm import sessionmaker
 from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.processes import WebhookServer, Worker
+from devtools.stub.server import StubNotifyServer
 from models import CustomerInteraction
 from models.base import utcnow
 from models.migrate import upgrade
 from models.session import build_engine
 from providers.registry import ProviderRegistry
-from providers.stub_server import StubNotifyServer
 from services.sending.batches import BatchProducer, BatchReport, DispatchMessage, RecipientRow
 from services.sending.reconciliation import Reconciler, ReconcileReport
-from tests.conftest import PG_URL, TABLES, recreate_database
-from tests.e2e.harness import WebhookServer, Worker
+from tests.conftest import PG_URL, TABLES
 
 pytestmark = pytest.mark.e2e
 

@@ -5,41 +5,31 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devtools.processes import BIN, LoggedProcess, free_port, wait_until
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import ROOT, wait_until
-from workers.processes import BIN
 
 USER = "ops"
 PASSWORD = "flower-e2e-5b0c1d9e7f"
 
 
-class FlowerServer:
+class FlowerServer(LoggedProcess):
     """One ``interactions flower`` process with basic auth, stopped by PID."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / "flower.log"
-        self._log = self.log_path.open("w")
         command = [str(BIN / "interactions"), "flower", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        super().__init__("flower", command, log_dir, env)
         wait_until(self._healthy, 30, "Flower to answer /healthcheck")
 
     def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"flower exited: {self.log_path.read_text()[-2000:]}")
+        self.check_running()
         try:
             return self.get("/healthcheck", auth=None)[0] == 200
         except OSError:
@@ -64,17 +54,6 @@ class FlowerServer:
         status, body = self.get(path)
         assert status == 200, (path, status, body[:200])
         return json.loads(body)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not go."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture

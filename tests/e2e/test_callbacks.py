@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from devtools.processes import wait_until
 from models import InboundEvent
 from services.callbacks.signatures import token_sha256
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import wait_until
 from tests.webhook_fixtures import notify_receipt
 
 pytestmark = pytest.mark.e2e

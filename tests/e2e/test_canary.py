@@ -11,11 +11,11 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from devtools.processes import wait_until
 from models import CustomerInteraction
 from services.callbacks.signatures import token_sha256
 from services.sending.batches import BatchProducer, RecipientRow
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import wait_until
 
 pytestmark = pytest.mark.e2e
 CANARY_ADDRESS = "canary.7f3a@example.org"

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from devtools.processes import ConsoleServer, wait_until
 from models import CustomerInteraction
 from providers.registry import ProviderRegistry
 from services.callbacks.signatures import token_sha256
@@ -25,7 +26,6 @@ from services.sending.batches import DispatchMessage
 from services.sending.communication import CommunicationService
 from tests.console_fixtures import PASSWORD, SECRET, users_env
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import ConsoleServer, wait_until
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.processes import BIN, wait_until
 from tests.e2e.conftest import Pipeline
 from tests.e2e.flower_fixtures import PASSWORD, USER, FlowerServer, flower_server  # noqa: F401
-from tests.e2e.harness import wait_until
-from workers.processes import BIN
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
+from devtools.processes import BIN, WebhookServer, Worker, wait_until
 from services.callbacks.signatures import token_sha256
 from services.sending.batches import BatchProducer, RecipientRow
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import WebhookServer, Worker, wait_until
-from workers.processes import BIN
 
 pytestmark = pytest.mark.e2e
 CANARY_ADDRESS = "canary.5f1e9a@example.net"

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.processes import WebhookServer, Worker, wait_until
 from models import CustomerInteraction, InboundEvent
 from services.callbacks.signatures import token_sha256
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import WebhookServer, Worker, wait_until
 
 pytestmark = pytest.mark.e2e
 CALLBACK_TOKEN = "metrics-callback-token-3e2d1c0b"

@@ -8,10 +8,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from devtools.processes import wait_until
 from models import CustomerInteraction
 from services.sending.batches import DispatchMessage
 from tests.e2e.conftest import Pipeline
-from tests.e2e.harness import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings
+from devtools.database import recreate_database
 from models.migrate import upgrade
 from models.session import build_engine
 from tests.archive_fixtures import seed
-from tests.conftest import PG_URL, recreate_database
+from tests.conftest import PG_URL
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from config.settings import get_settings
+from devtools.stub.server import StubNotifyServer
 from models import CustomerInteraction, InteractionEvent
 from models.base import utcnow
 from providers.registry import ProviderRegistry
-from providers.stub_server import StubNotifyServer
 from services.sending.communication import CommunicationService
 from tasks.archive import archive_expired
 from tasks.maintenance import poll_unfinished, reconcile_claims

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PG_URL, recreate_database
+from devtools.database import recreate_database
+from tests.conftest import PG_URL
 
 CLI = [sys.executable, "-m", "workers"]
 

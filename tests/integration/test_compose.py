@@ -273,8 +273,11 @@ def test_the_wheel_the_image_installs_carries_migrations_templates_and_commands(
     assert {f"models/migrations/versions/{v}" for v in versions} <= names
     assert "models/migrations/env.py" in names
     assert "config/templates/welcome.email.txt" in names
-    for module in ("workers/health.py", "workers/gunicorn_conf.py", "providers/stub_server.py"):
+    for module in ("workers/health.py", "workers/gunicorn_conf.py"):
         assert module in names
+    # The stub provider is a development tool: the stub service mounts it from the checkout.
+    assert not [n for n in names if n.startswith("devtools/")]
+    assert "devtools" in SERVICES["stub"]["volumes"][0].split(":")[0]
     for page in ("templates/console/customer.html", "static/console/console.css"):
         assert f"workers/{page}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

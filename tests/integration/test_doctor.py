@@ -8,8 +8,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from devtools.database import recreate_database
 from services.callbacks.signatures import token_sha256
-from tests.conftest import PG_URL, recreate_database
+from tests.conftest import PG_URL
 from tests.integration.test_cli import run
 from tests.stub_fixtures import TEMPLATES, TEST_API_KEY
 

@@ -13,11 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from devtools.database import recreate_database
 from models import Base
 from models.event import InteractionEvent
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
 from models.session import build_engine
-from tests.conftest import PG_URL, recreate_database
+from tests.conftest import PG_URL
 
 
 def test_the_migrated_schema_equals_the_models(pg_engine: Engine) -> None:

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from config.settings import Settings
+from devtools.stub.server import StubNotifyServer
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
     AmbiguousProviderError,
@@ -27,7 +28,6 @@ from providers.base import (
 )
 from providers.notify import ApiKey, NotifyProvider, notify_token
 from providers.registry import ProviderRegistry
-from providers.stub_server import StubNotifyServer
 from services.records import DispatchOutcome
 from services.sending.communication import CommunicationService
 from tests.conftest import Database
@@ -379,7 +379,7 @@ def test_the_stub_is_controlled_over_http(stub: StubNotifyServer, notify: Notify
 
 def test_the_stub_runs_as_a_command_until_sigterm() -> None:
     port = free_port()
-    command = [sys.executable, "-m", "providers.stub_server", "--port", str(port)]
+    command = [sys.executable, "-m", "devtools.stub", "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

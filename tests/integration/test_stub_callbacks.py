@@ -12,10 +12,11 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 import requests
 
+from devtools.stub.callbacks import CALLBACK_WORKERS
+from devtools.stub.server import StubNotifyServer
 from models.enums import ChannelType, InteractionStatus
 from providers.base import OutboundMessage
 from providers.notify import NotifyProvider
-from providers.stub_server import CALLBACK_WORKERS, StubNotifyServer
 from tests.stub_fixtures import CallbackReceiver, ReceivedCallback, notify_provider_for
 
 EMAIL = "grace.hopper@example.org"

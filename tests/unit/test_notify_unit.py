@@ -9,6 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
+from devtools.stub.auth import verify_token
+from devtools.stub.config import StubConfig
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
     OutboundMessage,
@@ -25,7 +27,6 @@ from providers.notify import (
     redact,
     sensitive_values,
 )
-from providers.stub_server import StubConfig, verify_token
 
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
 SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"

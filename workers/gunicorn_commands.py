@@ -1,4 +1,4 @@
-"""The commands that start the service's processes, shared by the demo, tests and benchmarks."""
+"""The gunicorn command lines that serve the webhook app and the support console."""
 
 from __future__ import annotations
 
@@ -6,21 +6,6 @@ import sys
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-ALL_QUEUES = "dispatch,status,maintenance"
-
-
-def worker_command(
-    name: str,
-    app: str = "workers.app",
-    queues: str = ALL_QUEUES,
-    concurrency: int | None = None,
-    loglevel: str = "INFO",
-) -> list[str]:
-    """``celery worker`` for ``app`` named ``name``, without gossip and mingle chatter."""
-    command = [str(BIN / "celery"), "-A", app, "worker", "-Q", queues, "-n", f"{name}@%h"]
-    if concurrency is not None:
-        command += ["-c", str(concurrency)]
-    return [*command, "-l", loglevel, "--without-gossip", "--without-mingle"]
 
 
 def gunicorn_command(app: str, bind: str, workers: int = 2, threads: int = 4) -> list[str]:

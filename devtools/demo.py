@@ -6,11 +6,7 @@ import csv
 import json
 import logging
 import os
-import signal
-import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,16 +15,16 @@ from pydantic import SecretStr
 from werkzeug.serving import make_server
 
 from config.settings import Settings, get_settings
+from devtools.processes import Worker, poll
+from devtools.stub.server import StubNotifyServer
 from models import CustomerInteraction, InboundEvent, InteractionEvent
 from models.base import utcnow
 from models.migrate import upgrade
-from providers.stub_server import StubNotifyServer
 from services.callbacks.signatures import token_sha256
 from services.container import Container, container
 from services.sending.batches import read_csv
 from services.sending.communication import CommunicationService
 from workers import display
-from workers.processes import worker_command
 from workers.webhooks import create_app as create_webhook_app
 
 RECIPIENTS = 1000
@@ -84,27 +80,12 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _start_worker(env: dict[str, str], name: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    log = (log_dir / f"{name}.log").open("wb")
-    command = worker_command(name)
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-
-
 def _write_recipients(path: Path) -> None:
     with path.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["customer_id", "recipient", "name"])
         for i in range(1, RECIPIENTS + 1):
             writer.writerow([f"C-{i:04d}", f"resident{i}@example.org", f"Resident {i}"])
-
-
-def _wait(condition: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return False
 
 
 class DemoRun:
@@ -188,23 +169,25 @@ class DemoRun:
     def crash_and_resume(self) -> bool:
         """Worker 1 is killed part-way; worker 2, the producer again and reconciliation finish."""
         _write_recipients(self.csv_path)
-        first = _start_worker(self.env, "demo-1", self.run_dir)
+        first = self._start_worker("demo-1")
         click.echo(f"batch {self.batch_id}: {RECIPIENTS} recipients; worker 1 is pid {first.pid}")
         click.echo(f"producer: {self.produce()}")
-        _wait(lambda: self.receipts() >= KILL_AFTER, 120)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait()
+        poll(lambda: self.receipts() >= KILL_AFTER, 120)
+        first.kill()
         click.echo(f"SIGKILL worker 1 after {self.receipts()} provider receipts")
-        second = _start_worker(self.env, "demo-2", self.run_dir)
+        second = self._start_worker("demo-2")
         click.echo(f"worker 2 is pid {second.pid}; producer again: {self.produce()}")
         try:
-            settled = _wait(self.all_sent, 180, every=2.0)
+            settled = poll(self.all_sent, 180, every=2.0)
             # Receipts keep arriving through the webhook app; let every one land and apply.
-            _wait(self.callbacks_settled, 90, every=1.0)
+            poll(self.callbacks_settled, 90, every=1.0)
             return settled
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(timeout=30)
+            second.stop()
+
+    def _start_worker(self, name: str) -> Worker:
+        """A worker of the demo's settings, logging into the run's directory."""
+        return Worker(self.env, name, self.run_dir, concurrency=None, cwd=None)
 
     def report(self, settled: bool) -> None:
         """Print the counts and one customer's timeline."""
