@@ -10,6 +10,7 @@ worker) must not use its parent's connections: ``after_fork()`` drops what holds
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast, overload
@@ -36,8 +37,19 @@ from services.support.service import SupportService
 from services.support.sessions import StaffSessions
 from services.support.sign_in_throttle import SignInThrottle
 from services.support.staff import LocalDirectory
+from telemetry import metrics
 
 T = TypeVar("T")
+
+
+def process_identity() -> str:
+    """This process among all that share a metrics folder: its host name and its pid."""
+    # Containers sharing one metrics volume have their own PID namespaces, so PIDs repeat
+    # across them; the host name keeps each process's files apart. "_" would split the name.
+    return f"{socket.gethostname()}-{os.getpid()}".replace("_", "-")
+
+
+metrics.count_across_processes(process_identity)
 # Parts that survive a fork: they hold no connection of their own (Celery resets its pools).
 FORK_SAFE = frozenset({"celery"})
 

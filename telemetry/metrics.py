@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
-import socket
+from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram, values
 
@@ -18,16 +18,17 @@ from config.settings import Settings
 from models.enums import InteractionStatus
 
 
-def _process_identifier() -> str:
-    # Containers sharing one metrics volume have their own PID namespaces, so PIDs repeat
-    # across them; the host name keeps each process's files apart. "_" would split the name.
-    return f"{socket.gethostname()}-{os.getpid()}".replace("_", "-")
+def count_across_processes(process_identity: Callable[[], str]) -> None:
+    """With ``PROMETHEUS_MULTIPROC_DIR`` set, keep this process's counts in files of its own.
 
+    Every metric has labels, so no value exists before the first count: installed by the
+    composition root at start-up, this covers every value the process writes.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+            process_identifier=process_identity
+        )
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
-        process_identifier=_process_identifier
-    )
 
 _BY_CHANNEL = ("channel", "provider")
 CREATED = Counter("interactions_created", "Interactions recorded.", _BY_CHANNEL)
