@@ -21,6 +21,7 @@ class TaskName(StrEnum):
     RECONCILE_CLAIMS = "tasks.reconcile_claims"
     POLL_UNFINISHED = "tasks.poll_unfinished"
     ARCHIVE_EXPIRED = "tasks.archive_expired"
+    RELEASE_PARKED = "tasks.release_parked"
 
 
 # Imported by a worker at start-up; a producer publishes by name and never imports them.
@@ -38,6 +39,7 @@ ROUTES = {
     TaskName.RECONCILE_CLAIMS.value: {"queue": MAINTENANCE_QUEUE},
     TaskName.POLL_UNFINISHED.value: {"queue": MAINTENANCE_QUEUE},
     TaskName.ARCHIVE_EXPIRED.value: {"queue": MAINTENANCE_QUEUE},
+    TaskName.RELEASE_PARKED.value: {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -96,6 +98,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TaskName.RECONCILE_CLAIMS.value,
                 "schedule": timedelta(minutes=1),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": 55},
+            },
+            # Messages parked for a daily limit or a refused key go out once that has passed.
+            "release-parked": {
+                "task": TaskName.RELEASE_PARKED.value,
+                "schedule": timedelta(seconds=30),
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": 25},
             },
             "poll-unfinished": {
                 "task": TaskName.POLL_UNFINISHED.value,

@@ -64,11 +64,24 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     provider_pool_size: int = Field(default=32, ge=1)
+    # Sending at the provider's pace (providers.pacing): how far ahead a worker thread may book
+    # a slot and sleep for it; a longer wait puts the message back with a countdown, and one
+    # longer than pace_park_after_seconds (a daily limit, a refused key) parks it in Redis.
+    pace_horizon_seconds: float = Field(default=5.0, gt=0, le=60)
+    pace_park_after_seconds: float = Field(default=120.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     notify_base_url: str = "http://127.0.0.1:6011"
     notify_api_key: SecretStr | None = None
     # template key -> Notify template id, as JSON: {"welcome": "f33517ff-..."}
     notify_templates: dict[str, str] = Field(default_factory=dict)
+    # The service key's limit: GOV.UK Notify allows 3,000 a minute, GC Notify 1,000.
+    notify_rate_per_minute: int = Field(default=3000, ge=1)
+    # Both Notify services count their daily limits per UTC day.
+    notify_daily_reset: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    notify_daily_reset_timezone: str = "UTC"
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -77,6 +90,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_sender: str = "no-reply@example.gov"
     smtp_message_id_domain: str = "interactions.invalid"
+    smtp_rate_per_minute: int = Field(default=600, ge=1)
     templates_dir: Path = Path(__file__).resolve().parent / "templates"
 
     # Data keys by id (base64 of 32 bytes), one of them active; the blind-index key apart.

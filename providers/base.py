@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.enums import ChannelType, InteractionStatus
+from providers.pacing import Credential
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,27 @@ class TransientProviderError(ProviderError):
     transient = True
 
 
+class RateLimited(TransientProviderError):
+    """The provider's per-minute limit (a 429): every sender backs off, no attempt is spent."""
+
+    def __init__(
+        self, reason: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class DailyLimitReached(TransientProviderError):
+    """The provider's daily limit: this channel pauses until the limit resets."""
+
+
+class KeyRefused(ProviderError):
+    """The provider refused our credentials (401/403): the key, not the message, is at fault.
+
+    No message can go until the key is fixed, and none is failed for it: the breaker opens.
+    """
+
+
 class PermanentProviderError(ProviderError):
     """Trying again cannot help: a validation error, an invalid address."""
 
@@ -85,6 +107,8 @@ class Provider(abc.ABC):
     """Delivers messages on one or more channels and, where it can, answers lookups."""
 
     name: str = "provider"
+    # The key the provider counts its limits against; None: nothing to pace (the log provider).
+    credential: Credential | None = None
 
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendReceipt:

@@ -38,6 +38,7 @@ class InstrumentedProvider(Provider):
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
+        self.credential = inner.credential
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         """Send through the wrapped provider."""

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,17 +21,23 @@ from config.settings import Settings
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
     AmbiguousProviderError,
+    DailyLimitReached,
+    KeyRefused,
     LookupResult,
     OutboundMessage,
     PermanentProviderError,
     Provider,
     ProviderError,
+    RateLimited,
     SendReceipt,
     TransientProviderError,
 )
+from providers.pacing import Credential
 
 # Notify refuses tokens issued more than 30 s ago; reusing one for 10 s leaves a wide margin.
 TOKEN_REUSE_SECONDS = 10
+# The error name Notify gives a 429 for its daily limit; its per-minute limit is RateLimitError.
+DAILY_LIMIT_ERROR = "TooManyRequestsError"
 MAX_DETAIL_CHARS = 150
 REDACTED = "[redacted]"
 
@@ -152,14 +160,18 @@ def error_detail(response: requests.Response, sensitive: Iterable[str]) -> str:
     return redact(f"{response.status_code} {'; '.join(parts)}", sensitive)
 
 
-def http_error(status: int, detail: str, action: str = "the message") -> ProviderError:
+def http_error(
+    status: int, detail: str, action: str = "the message", retry_after: float | None = None
+) -> ProviderError:
     """The provider error for an HTTP answer other than success; ``detail`` is already safe."""
     if status in (401, 403):
-        return PermanentProviderError(
+        return KeyRefused(
             f"notify refused our credentials ({detail}); check the API key", status_code=status
         )
+    if status == 429 and DAILY_LIMIT_ERROR in detail:
+        return DailyLimitReached(f"notify's daily limit is reached ({detail})", status_code=status)
     if status == 429:
-        return TransientProviderError(f"notify is rate limiting us ({detail})", status_code=status)
+        return RateLimited(f"notify is rate limiting us ({detail})", retry_after=retry_after)
     if status >= 500:
         return TransientProviderError(f"notify failed ({detail})", status_code=status)
     if status >= 400:
@@ -168,6 +180,22 @@ def http_error(status: int, detail: str, action: str = "the message") -> Provide
     return TransientProviderError(
         f"notify answered an unexpected {status}; check the base URL", status_code=status
     )
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date), if any."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def connection_error(exc: requests.ConnectionError) -> ProviderError:
@@ -195,6 +223,7 @@ class NotifyProvider(Provider):
         timeout: float = 10.0,
         connect_timeout: float = 3.0,
         pool_size: int = 32,
+        per_minute: int = 3000,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -204,6 +233,7 @@ class NotifyProvider(Provider):
         self._templates = dict(templates)
         self._timeouts = (connect_timeout, timeout)
         self._session = _pooled_session(pool_size)
+        self.credential = Credential.of(self.name, api_key, per_minute)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyProvider:
@@ -217,6 +247,7 @@ class NotifyProvider(Provider):
             timeout=settings.provider_timeout_seconds,
             connect_timeout=settings.provider_connect_timeout_seconds,
             pool_size=settings.provider_pool_size,
+            per_minute=settings.notify_rate_per_minute,
         )
 
     def send(self, message: OutboundMessage) -> SendReceipt:
@@ -249,7 +280,7 @@ class NotifyProvider(Provider):
             ) from exc
         if not 200 <= response.status_code < 300:
             detail = error_detail(response, sensitive_values(message))
-            raise http_error(response.status_code, detail)
+            raise http_error(response.status_code, detail, retry_after=retry_after(response))
         return _receipt(response)
 
     def lookup(self, reference: str) -> LookupResult:

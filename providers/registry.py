@@ -26,6 +26,10 @@ class ProviderRegistry:
         except KeyError:
             raise NoProviderForChannel(f"no provider is configured for {channel.value}") from None
 
+    def all(self) -> list[Provider]:
+        """Each configured provider once."""
+        return list({id(provider): provider for provider in self._providers.values()}.values())
+
     @classmethod
     def single(cls, provider: Provider) -> ProviderRegistry:
         """One provider for every channel that is sent (email, SMS, system alerts)."""

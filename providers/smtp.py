@@ -22,6 +22,7 @@ from config.settings import Settings
 from models.enums import ChannelType
 from providers.base import (
     AmbiguousProviderError,
+    KeyRefused,
     OutboundMessage,
     PermanentProviderError,
     Provider,
@@ -29,6 +30,7 @@ from providers.base import (
     SendReceipt,
     TransientProviderError,
 )
+from providers.pacing import Credential
 from providers.templates import RenderedEmail, TemplateError, TemplateStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class SmtpProvider(Provider):
         message_id_domain: str,
         timeout: float,
         templates: TemplateStore,
+        per_minute: int = 600,
     ) -> None:
         self._host = host
         self._port = port
@@ -75,6 +78,7 @@ class SmtpProvider(Provider):
         self._local = threading.local()
         self._sessions: weakref.WeakSet[smtplib.SMTP] = weakref.WeakSet()
         self._sessions_lock = threading.Lock()
+        self.credential = Credential.of(self.name, f"{host}:{port}:{username or ''}", per_minute)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpProvider:
@@ -89,6 +93,7 @@ class SmtpProvider(Provider):
             message_id_domain=settings.smtp_message_id_domain,
             timeout=settings.provider_timeout_seconds,
             templates=TemplateStore(Path(settings.templates_dir)),
+            per_minute=settings.smtp_rate_per_minute,
         )
 
     def send(self, message: OutboundMessage) -> SendReceipt:
@@ -214,6 +219,12 @@ class SmtpProvider(Provider):
             raise _unavailable(type(exc).__name__, None) from None
         try:
             self._greet(session)
+        except smtplib.SMTPAuthenticationError as exc:
+            session.close()
+            raise KeyRefused(
+                f"smtp server refused our login ({exc.smtp_code}); check the username and password",
+                status_code=exc.smtp_code,
+            ) from None
         except smtplib.SMTPResponseException as exc:
             session.close()
             raise _unavailable(f"server answered {exc.smtp_code}", exc.smtp_code) from None

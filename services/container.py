@@ -15,22 +15,27 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast, overload
 
+import redis
 from celery import Celery
 from sqlalchemy.engine import Engine
 
 from broker.app import create_app
+from broker.parking import PURPOSE as PARKING_PURPOSE
+from broker.parking import ParkingLot
 from broker.publisher import CeleryPublisher
 from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.crypto import KeyRing, keyring
 from models.session import SessionFactory, build_engine, session_factory
+from providers.pacing import Pacer, PaceSettings, RedisPacer, Unpaced
 from providers.registry import ProviderRegistry
 from services.archive.stores.factory import open_store
 from services.archive.stores.port import ArchiveStore
 from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
 from services.sending.batches import BatchProducer, Publisher
 from services.sending.communication import CommunicationService
+from services.sending.pacing import PaceKeeper
 from services.sending.polling import Poller
 from services.sending.reconciliation import Reconciler
 from services.support.service import SupportService
@@ -159,9 +164,44 @@ class Container:
         return BearerVerifier(tuple(self.settings.metrics_token_sha256))
 
     @part
+    def pacer(self) -> Pacer:
+        """The providers' shared pace, in the broker's Redis (none on the embedded default)."""
+        url = self.settings.resolved_broker_url
+        if not url.startswith(("redis://", "rediss://")):
+            return Unpaced()
+        settings = self.settings
+        return RedisPacer.from_url(
+            url,
+            PaceSettings(
+                horizon_seconds=settings.pace_horizon_seconds,
+                failures_to_open=settings.breaker_failures,
+                failure_window_seconds=settings.breaker_window_seconds,
+                cooldown_seconds=settings.breaker_cooldown_seconds,
+            ),
+        )
+
+    @part
+    def pace(self) -> PaceKeeper:
+        """Admits sends at the providers' pace and passes on what they answer."""
+        return PaceKeeper(self.pacer, self.settings)
+
+    @part
+    def parking(self) -> ParkingLot | None:
+        """Messages held for long in Redis; None where the broker is not Redis."""
+        url = self.settings.resolved_broker_url
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        ring = self.keyring
+        return ParkingLot(
+            redis.Redis.from_url(url, socket_timeout=5),
+            lambda text: ring.seal(text, PARKING_PURPOSE),
+            lambda sealed: ring.open(sealed, PARKING_PURPOSE),
+        )
+
+    @part
     def communication(self) -> CommunicationService:
         """The RFC's four operations, sending through the configured providers."""
-        return CommunicationService(self.sessions, self.providers, self.settings)
+        return CommunicationService(self.sessions, self.providers, self.settings, utcnow, self.pace)
 
     @part
     def ledger_reader(self) -> CommunicationService:

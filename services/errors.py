@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class InvalidInput(ValueError):
     """The caller asked for something the service will not do; nothing was written."""
@@ -23,3 +25,18 @@ class TransientDispatchError(Exception):
         super().__init__(f"{idempotency_key}: {reason}")
         self.idempotency_key = idempotency_key
         self.reason = reason
+
+
+class Deferred(Exception):
+    """The provider cannot take the message yet; nothing is claimed and no attempt is spent.
+
+    ``hold`` says why (providers.pacing.Hold), ``wait`` how many seconds until asking again
+    makes sense, and ``until`` when the hold ends if the provider said so (a daily limit).
+    """
+
+    def __init__(self, hold: str, wait: float, reason: str = "", until: datetime | None = None):
+        super().__init__(f"deferred ({hold}) for {wait:.1f}s" + (f": {reason}" if reason else ""))
+        self.hold = hold
+        self.wait = wait
+        self.reason = reason
+        self.until = until

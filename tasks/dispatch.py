@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
 from config.celery import TaskName
+from models.enums import ChannelType
 from services.container import container
-from services.errors import InvalidInput, TransientDispatchError
+from services.errors import Deferred, InvalidInput, TransientDispatchError
+from services.sending.parking import park
 from tasks.base import backoff, project_task
 from telemetry import metrics
 
@@ -47,6 +50,9 @@ def dispatch(
         # Retrying cannot make bad input good; the producer validates, so this is rare.
         log.warning("dispatch refused: %s", exc, extra=context)
         return
+    except Deferred as exc:
+        defer(self, exc)
+        return
     except TransientDispatchError as exc:
         retries = self.request.retries
         if retries >= settings.dispatch_max_retries:
@@ -71,3 +77,25 @@ def dispatch(
         )
         raise self.retry(countdown=delay, max_retries=None) from None
     log.debug("dispatch %s", result.outcome.value, extra=context)
+
+
+def defer(task: Task, deferred: Deferred) -> None:
+    """Put a message its provider cannot take yet back, keeping its attempts unspent.
+
+    A short wait goes back on the queue with a countdown (spread a little, so deferred
+    messages do not all return at once); a long one (a daily limit, a refused key) is parked
+    until the release task sees the provider take messages again.
+    """
+    here = container()
+    kwargs = dict(task.request.kwargs or {})
+    context = {"idempotency_key": kwargs.get("idempotency_key"), "batch_id": kwargs.get("batch_id")}
+    if deferred.wait > here.settings.pace_park_after_seconds and here.parking is not None:
+        provider = here.providers.for_channel(ChannelType(kwargs["channel"]))
+        if park(here.parking, provider, kwargs):
+            log.info("dispatch parked (%s)", deferred.hold, extra=context)
+            return
+    spread = here.settings.pace_horizon_seconds
+    countdown = min(deferred.wait, here.settings.pace_park_after_seconds)
+    countdown += random.uniform(0, spread)  # noqa: S311 - spreading, not secrecy
+    task.apply_async(kwargs=kwargs, countdown=countdown, retries=task.request.retries)
+    log.debug("dispatch deferred %.1fs (%s)", countdown, deferred.hold, extra=context)

@@ -10,6 +10,7 @@ from celery import Task
 from config.celery import TaskName
 from services.container import container
 from services.locks import AlreadyRunning, run_exclusively
+from services.sending.parking import release_parked as release
 from tasks.base import project_task
 from telemetry import metrics
 
@@ -39,3 +40,23 @@ def poll_unfinished(self: Task) -> None:
         log.info("%s; skipped", exc)
         return
     log.info("poll_unfinished: %s", report)
+
+
+@project_task(TaskName.RELEASE_PARKED)
+def release_parked(self: Task) -> None:
+    """Publish again the messages parked for a provider that now takes them."""
+    here = container()
+    lots = here.parking
+    if lots is None:
+        return
+    try:
+        report = run_exclusively(
+            here.engine,
+            "release_parked",
+            lambda: release(lots, here.pacer, here.providers, here.publisher),
+        )
+    except AlreadyRunning as exc:
+        log.info("%s; skipped", exc)
+        return
+    if report.released or report.held:
+        log.info("release_parked: %d released, held: %s", report.released, report.held)

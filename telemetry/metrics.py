@@ -63,6 +63,27 @@ MAINTENANCE_RUNS = Counter(
     "Maintenance task runs: ran, or skipped because another held its lock.",
     ("task", "result"),
 )
+PACED_SENDS = Counter(
+    "interactions_paced_sends",
+    "Sends that waited in their worker for a slot of the provider's shared pace.",
+    ("provider",),
+)
+PACED_SECONDS = Counter(
+    "interactions_paced_seconds",
+    "Seconds worker threads slept waiting for their slot of the provider's pace.",
+    ("provider",),
+)
+DEFERRED_SENDS = Counter(
+    "interactions_deferred_sends",
+    "Sends put back before their claim, by why: rate, slow_down, daily_limit, key_refused, outage.",
+    ("provider", "hold"),
+)
+PROVIDER_PUSHBACK = Counter(
+    "interactions_provider_pushback",
+    "What a provider answered that holds every sender: slow_down (a 429 for its rate), "
+    "daily_limit, key_refused, outage (a breaker opened).",
+    ("provider", "kind"),
+)
 
 _STATUS_COUNTERS = {
     InteractionStatus.SENT: SENT,
@@ -120,6 +141,22 @@ def status_changed(
         if status is InteractionStatus.SENT or status == previous:
             continue
         status_reached(status, channel, provider)
+
+
+def send_paced(provider: str, seconds: float) -> None:
+    """Count a send that slept ``seconds`` for its slot."""
+    PACED_SENDS.labels(provider).inc()
+    PACED_SECONDS.labels(provider).inc(seconds)
+
+
+def send_deferred(provider: str, hold: object) -> None:
+    """Count a send put back before its claim."""
+    DEFERRED_SENDS.labels(provider, _label(hold)).inc()
+
+
+def provider_pushed_back(provider: str, kind: object) -> None:
+    """Count a provider's answer that holds every sender."""
+    PROVIDER_PUSHBACK.labels(provider, _label(kind)).inc()
 
 
 def webhook_event(provider: str, result: str) -> None:

@@ -18,6 +18,7 @@ from workers.cli_batches import batch_status_command, reconcile_command, send_ba
 from workers.cli_console import console
 from workers.cli_keys import keys
 from workers.cli_options import ANY_CHANNEL, SENT_CHANNEL, STATUS
+from workers.cli_providers import provider
 from workers.doctor import doctor_command
 from workers.flower import flower_command
 from workers.metrics import metrics_command
@@ -156,7 +157,7 @@ def demo() -> None:
 def _register() -> None:
     for command in (send_batch, batch_status_command, reconcile_command, keys):
         main.add_command(command)
-    for command in (doctor_command, flower_command, metrics_command, console):
+    for command in (doctor_command, flower_command, metrics_command, console, provider):
         main.add_command(command)
 
     main.add_command(archive)

@@ -8,11 +8,15 @@ import click
 
 from config.settings import get_settings
 from models.base import utcnow
+from models.enums import ChannelType
+from providers.base import NoProviderForChannel
 from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
 from services.sending.batch_status import batch_status
 from services.sending.batches import BatchReport, read_csv
+from services.sending.pacing import describe
+from services.sending.parking import lot_of
 from workers import display
 from workers.cli_options import SENT_CHANNEL
 
@@ -87,6 +91,26 @@ def batch_status_command(batch_id: str) -> None:
         f"held for reconciliation or a person {status.held}; "
         f"no outcome after {get_settings().unknown_after_hours:g} h {status.outcome_unknown}"
     )
+    held = provider_hold(status.channel)
+    if held:
+        click.echo(held)
+
+
+def provider_hold(channel: str) -> str | None:
+    """What holds the sends of the provider behind ``channel``, with the messages parked."""
+    here = container()
+    try:
+        paced = here.providers.for_channel(ChannelType(channel))
+    except (ValueError, NoProviderForChannel):
+        return None
+    if paced.credential is None:
+        return None
+    held = describe(paced.name, here.pacer.state(paced.credential), channel)
+    if held is None:
+        return None
+    lots = here.parking
+    parked = lots.count(lot_of(paced.credential, channel)) if lots is not None else 0
+    return f"{held}; {parked} messages parked until then" if parked else held
 
 
 @click.command("reconcile")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from models.session import SessionFactory
 from services.errors import InvalidInput
 from services.sending import validation
 from services.sending.batches import Publisher
+from services.sending.pacing import describe
 from services.support.service import (
     NotFound,
     NotQueued,
@@ -70,8 +72,26 @@ def create_app(
 def template_globals(state: BlueprintSetupState) -> None:
     """What the pages' templates call, given to the app the pages are registered on."""
     state.app.jinja_env.globals.update(
-        resend_of=resend_of, ResendKind=ResendKind, error_input=error_input
+        resend_of=resend_of,
+        ResendKind=ResendKind,
+        error_input=error_input,
+        provider_holds=provider_holds,
     )
+
+
+def provider_holds() -> list[str]:
+    """What holds any provider's sends, for a banner: staff then know why a message waits."""
+    here = services()
+    try:
+        paced = [p for p in here.providers.all() if p.credential is not None]
+        return [
+            f"{provider.name}: {held}"
+            for provider in paced
+            if provider.credential is not None
+            and (held := describe(provider.name, here.pacer.state(provider.credential)))
+        ]
+    except (ValueError, redis.RedisError):
+        return []  # a console without the providers' settings, or Redis away: no banner
 
 
 def error_input(error: object) -> str | None:

@@ -20,6 +20,7 @@ from workers.doctor_checks import (
     check_encryption_keys,
     check_flower,
     check_metrics,
+    check_provider_holds,
     check_providers,
     check_webhook_secrets,
 )
@@ -80,6 +81,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     lambda settings: [check_broker(settings)],
     check_encryption_keys,
     check_providers,
+    check_provider_holds,
     check_webhook_secrets,
     check_beat_schedule,
     check_archive_storage,

@@ -8,13 +8,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
+
 from config.celery import QUEUES, ROUTES, celery_config
 from config.settings import Settings
 from models.crypto import load_keyring
 from providers.notify import ApiKey
 from services.archive.stores.factory import open_store
 from services.callbacks.signatures import decode_secret
-from services.container import container
+from services.container import Container, container
+from services.sending.pacing import describe
 from workers.flower import credential_problems
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -209,3 +212,30 @@ def check_encryption_keys(settings: Settings) -> list[Check]:
             "encryption keys", True, f"{len(ring.keys)} key(s) from {source}, {ring.active} active"
         )
     ]
+
+
+def check_provider_holds(settings: Settings) -> list[Check]:
+    """Whether anything holds a provider's sends: a refused key, an outage, a daily limit."""
+    try:
+        here = Container(settings)
+        paced = [p for p in here.providers.all() if p.credential is not None]
+    except ValueError:
+        return []  # check_providers says what is missing
+    checks = []
+    for provider in paced:
+        credential = provider.credential
+        assert credential is not None
+        name = f"{provider.name} pace"
+        try:
+            state = here.pacer.state(credential)
+        except redis.RedisError as exc:
+            checks.append(
+                Check(name, False, f"the shared pace cannot be read ({type(exc).__name__})")
+            )
+            continue
+        held = describe(provider.name, state)
+        if held is None:
+            checks.append(Check(name, True, f"sending, at most {credential.per_minute}/min"))
+        else:
+            checks.append(Check(name, state.breaker is None, held, warning=True))
+    return checks

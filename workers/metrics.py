@@ -27,6 +27,8 @@ from prometheus_client.registry import Collector
 from config.celery import QUEUES
 from config.settings import Settings, get_settings
 from services.callbacks.signatures import Unauthenticated
+from services.container import Container
+from services.sending.parking import parked_for
 from telemetry import metrics
 from workers.webapp import services
 
@@ -82,6 +84,59 @@ class QueueDepthCollector(Collector):
         yield from (depth, unacked, up)
 
 
+class PaceCollector(Collector):
+    """Each provider's shared pace at scrape time: held or sending, and what waits parked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        """Read every paced provider's state from Redis; nothing when it cannot be read."""
+        sending = GaugeMetricFamily(
+            "interactions_provider_sending",
+            "1 while nothing holds the provider's sends, 0 while a limit, key or outage does.",
+            labels=["provider"],
+        )
+        breaker = GaugeMetricFamily(
+            "interactions_provider_breaker_open",
+            "1 while the provider's breaker is open, by why: key_refused or outage.",
+            labels=["provider", "kind"],
+        )
+        paused = GaugeMetricFamily(
+            "interactions_provider_paused_until_seconds",
+            "When a channel paused by the provider's daily limit resumes (Unix time).",
+            labels=["provider", "channel"],
+        )
+        parked = GaugeMetricFamily(
+            "interactions_provider_parked",
+            "Messages parked until the provider takes them again.",
+            labels=["provider"],
+        )
+        try:
+            self._fill(sending, breaker, paused, parked)
+        except (redis.RedisError, ValueError) as exc:
+            log.warning("provider pace unavailable: %s", type(exc).__name__)
+            return
+        yield from (sending, breaker, paused, parked)
+
+    def _fill(self, *families: GaugeMetricFamily) -> None:
+        sending, breaker, paused, parked = families
+        here = Container(self._settings)
+        lots = here.parking
+        for provider in here.providers.all():
+            credential = provider.credential
+            if credential is None:
+                continue
+            state = here.pacer.state(credential)
+            sending.add_metric([provider.name], 1 if state.sending else 0)
+            if state.breaker is not None:
+                breaker.add_metric([provider.name, state.breaker.value], 1)
+            for channel, until in state.paused_until.items():
+                paused.add_metric([provider.name, channel], until.timestamp())
+            waiting = parked_for(lots, credential)
+            parked.add_metric([provider.name], waiting)
+
+
 def registry(settings: Settings) -> CollectorRegistry:
     """Everything one scrape reports: this host's processes, and the broker's queues."""
     if settings.prometheus_multiproc_dir is not None:
@@ -93,6 +148,7 @@ def registry(settings: Settings) -> CollectorRegistry:
         combined = CollectorRegistry()
         combined.register(_Default())
     combined.register(QueueDepthCollector(settings.resolved_broker_url))
+    combined.register(PaceCollector(settings))
     return combined
 
 

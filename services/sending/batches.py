@@ -52,10 +52,17 @@ class DispatchMessage:
         }
 
 
+class TaskMessage(Protocol):
+    """Anything that carries a dispatch task's keyword arguments."""
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
+
+
 class Publisher(Protocol):
     """Puts dispatch messages on the broker."""
 
-    def publish(self, messages: Sequence[DispatchMessage]) -> None:
+    def publish(self, messages: Sequence[TaskMessage]) -> None:
         """Enqueue one dispatch task per message."""
 
 

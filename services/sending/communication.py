@@ -19,9 +19,12 @@ from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import (
     AmbiguousProviderError,
+    DailyLimitReached,
+    KeyRefused,
     NoProviderForChannel,
     OutboundMessage,
     PermanentProviderError,
+    RateLimited,
     SendReceipt,
     TransientProviderError,
 )
@@ -39,6 +42,7 @@ from services.records import (
 )
 from services.sending import claims, validation
 from services.sending.claims import Claim, ClaimState, DispatchRequest
+from services.sending.pacing import PaceKeeper
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -58,11 +62,13 @@ class CommunicationService:
         providers: ProviderRegistry,
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        pace: PaceKeeper | None = None,
     ) -> None:
         self._sessions = session_factory
         self._providers = providers
         self._settings = settings or get_settings()
         self._clock = clock
+        self._pace = pace or PaceKeeper(None, self._settings)
 
     def dispatch(
         self,
@@ -87,6 +93,7 @@ class CommunicationService:
             provider = self._providers.for_channel(request.channel)
         except NoProviderForChannel as exc:
             raise InvalidInput("channel", str(exc)) from None
+        admission = self._pace.admit(provider, request.channel)
         now = self._clock()
         with self._sessions() as session, session.begin():
             address, failure = self._resolve_recipient(session, request, recipient)
@@ -108,7 +115,12 @@ class CommunicationService:
         )
         try:
             receipt = provider.send(message)
+        except (RateLimited, DailyLimitReached, KeyRefused) as exc:
+            # Not the message's fault: it goes back unclaimed, and no attempt is spent.
+            self._release(claim, exc.reason)
+            raise self._pace.pushed_back(provider, request.channel, exc) from None
         except TransientProviderError as exc:
+            self._pace.failed(provider, exc.reason)
             self._release(claim, exc.reason)
             raise TransientDispatchError(request.idempotency_key, exc.reason) from None
         except PermanentProviderError as exc:
@@ -120,7 +132,9 @@ class CommunicationService:
                 "provider outcome unknown; claim held for reconciliation",
                 extra={"idempotency_key": request.idempotency_key, "reason": exc.reason},
             )
+            self._pace.failed(provider, exc.reason)
             return DispatchResult(DispatchOutcome.IN_FLIGHT, self._record(claim.interaction_id))
+        self._pace.succeeded(provider, admission)
         return self._sent(claim, receipt)
 
     def _validated(
