@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 import redis
@@ -45,7 +46,7 @@ def test_slots_are_spaced_by_the_rate_and_a_far_one_is_not_taken(
     pacer = RedisPacer(client, FAST)
     waits = [pacer.admit(credential, "email") for _ in range(10)]
     assert all(admission.admitted for admission in waits)
-    gaps = [b.wait - a.wait for a, b in zip(waits, waits[1:], strict=False)]
+    gaps = [b.wait - a.wait for a, b in pairwise(waits)]
     assert all(0.09 <= gap <= 0.11 for gap in gaps), gaps
     far = [pacer.admit(credential, "email") for _ in range(5)]
     refused = [admission for admission in far if not admission.admitted]
@@ -73,7 +74,7 @@ def test_many_threads_never_share_a_slot(client: redis.Redis, credential: Creden
         thread.join()
     slots = sorted(taken)
     assert len(slots) == 160
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(slots)]
     assert min(gaps) >= 0.095, min(gaps)
 
 
