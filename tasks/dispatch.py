@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config.celery import TaskName
 from models.enums import ChannelType
+from providers.pacing import Hold
 from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
 from services.sending.parking import park
@@ -18,6 +19,8 @@ from tasks.base import backoff, project_task
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
+# Holds that end when a person or the provider's clock says so, not in a few seconds.
+PARKED_HOLDS = frozenset({Hold.DAILY_LIMIT, Hold.KEY_REFUSED})
 
 
 @project_task(TaskName.DISPATCH)
@@ -89,13 +92,14 @@ def defer(task: Task, deferred: Deferred) -> None:
     here = container()
     kwargs = dict(task.request.kwargs or {})
     context = {"idempotency_key": kwargs.get("idempotency_key"), "batch_id": kwargs.get("batch_id")}
-    if deferred.wait > here.settings.pace_park_after_seconds and here.parking is not None:
+    park_after = here.settings.pace_park_after_seconds
+    if (deferred.hold in PARKED_HOLDS or deferred.wait > park_after) and here.parking is not None:
         provider = here.providers.for_channel(ChannelType(kwargs["channel"]))
         if park(here.parking, provider, kwargs):
             log.info("dispatch parked (%s)", deferred.hold, extra=context)
             return
     spread = here.settings.pace_horizon_seconds
-    countdown = min(deferred.wait, here.settings.pace_park_after_seconds)
+    countdown = min(deferred.wait, park_after)
     countdown += random.uniform(0, spread)  # noqa: S311 - spreading, not secrecy
     task.apply_async(kwargs=kwargs, countdown=countdown, retries=task.request.retries)
     log.debug("dispatch deferred %.1fs (%s)", countdown, deferred.hold, extra=context)

@@ -22,6 +22,7 @@ from devtools.stub.server import StubNotifyServer
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
     AmbiguousProviderError,
+    KeyRefused,
     OutboundMessage,
     PermanentProviderError,
     TransientProviderError,
@@ -130,9 +131,9 @@ def test_an_sms_reaches_notify_with_its_phone_number(
     assert stub.stats()["total"] == 1
 
 
-def test_a_token_signed_with_another_key_is_refused_as_permanent(stub: StubNotifyServer) -> None:
+def test_a_token_signed_with_another_key_is_a_refused_key(stub: StubNotifyServer) -> None:
     provider = notify_provider_for(stub, api_key=WRONG_KEY)
-    with pytest.raises(PermanentProviderError) as caught:
+    with pytest.raises(KeyRefused) as caught:
         provider.send(email())
     assert caught.value.status_code == 403
     assert "credentials" in caught.value.reason

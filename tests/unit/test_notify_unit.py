@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import jwt
 import pytest
+import requests
 from pydantic import SecretStr
 
 from config.settings import Settings
@@ -13,8 +16,11 @@ from devtools.stub.auth import verify_token
 from devtools.stub.config import StubConfig
 from models.enums import ChannelType, InteractionStatus
 from providers.base import (
+    DailyLimitReached,
+    KeyRefused,
     OutboundMessage,
     PermanentProviderError,
+    RateLimited,
     TransientProviderError,
 )
 from providers.notify import (
@@ -25,6 +31,7 @@ from providers.notify import (
     notify_status,
     notify_token,
     redact,
+    retry_after,
     sensitive_values,
 )
 
@@ -147,10 +154,10 @@ def test_a_reason_keeps_short_values_readable_and_is_capped() -> None:
     ("status", "kind", "words"),
     [
         (400, PermanentProviderError, "rejected the message"),
-        (401, PermanentProviderError, "credentials"),
-        (403, PermanentProviderError, "credentials"),
+        (401, KeyRefused, "credentials"),
+        (403, KeyRefused, "credentials"),
         (404, PermanentProviderError, "rejected the message"),
-        (429, TransientProviderError, "rate limiting"),
+        (429, RateLimited, "rate limiting"),
         (500, TransientProviderError, "notify failed"),
         (503, TransientProviderError, "notify failed"),
         (302, TransientProviderError, "base URL"),
@@ -194,3 +201,26 @@ def test_a_base_url_that_is_not_http_is_refused() -> None:
 def test_the_stub_refuses_a_configuration_it_cannot_follow(change: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         StubConfig().updated(change)
+
+
+def test_a_429_for_the_daily_limit_is_told_apart_from_the_rate_limit() -> None:
+    daily = http_error(429, "429 TooManyRequestsError: Exceeded send limits (500) for today")
+    rate = http_error(429, "429 RateLimitError: Exceeded rate limit", retry_after=7.0)
+    assert type(daily) is DailyLimitReached and "daily limit" in daily.reason
+    assert type(rate) is RateLimited and rate.retry_after == 7.0
+    assert daily.transient and rate.transient
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert retry_after(_response({"Retry-After": "12"})) == 12.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= (retry_after(_response({"Retry-After": later})) or 0) <= 30
+    assert retry_after(_response({})) is None
+    assert retry_after(_response({"Retry-After": "soon"})) is None
+
+
+def _response(headers: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 429
+    response.headers.update(headers)
+    return response
