@@ -1,4 +1,4 @@
-"""How the stub behaves: faults, latency and the delivery receipts it posts, checked on change."""
+"""How the stub behaves: faults, limits, outages, latency and receipts, checked on change."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 MAX_CALLBACK_STATUSES = 20
 MAX_CALLBACK_DUPLICATES = 100
+OUTAGE_MODES = ("refuse", "error")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class StubConfig:
     Once ``callback_url`` is set, each accepted notification gets one receipt per status in
     ``callback_statuses``, in that order, each posted ``callback_duplicates`` more times right
     after itself; ``callback_shuffle`` posts that whole list in a random order instead.
+
+    Sends are limited per key (the token's issuer, the key's service id): at most ``rate_limit``
+    in any ``rate_window_seconds`` and ``daily_limit`` accepted per ``daily_reset_seconds``;
+    0 turns a limit off. Keys in ``revoked_keys`` (or every key, with ``revoke_all``) are
+    refused on every endpoint. Setting ``outage_mode`` starts an outage of ``outage_seconds``.
     """
 
     latency_ms: float = 0.0
@@ -36,6 +42,17 @@ class StubConfig:
     callback_duplicates: int = 0
     callback_shuffle: bool = False
     callback_delay_ms: float = 0.0
+    rate_limit: int = 0
+    rate_window_seconds: float = 1.0
+    # Notify counts every request in the window, the refused ones too.
+    rate_limit_counts_refused: bool = True
+    retry_after_seconds: int | None = None
+    daily_limit: int = 0
+    daily_reset_seconds: float = 86400.0
+    revoked_keys: tuple[str, ...] = ()
+    revoke_all: bool = False
+    outage_mode: str | None = None
+    outage_seconds: float = 10.0
 
     def updated(self, changes: Mapping[str, Any]) -> StubConfig:
         """A copy with ``changes`` applied; ValueError names the first bad one."""
@@ -43,8 +60,14 @@ class StubConfig:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
-            _check_setting(name, value)
-        return replace(self, **_with_statuses_aligned(dict(changes)))
+            if name in _LIMIT_SETTINGS:
+                _check_limit_setting(name, value)
+            else:
+                _check_setting(name, value)
+        aligned = _with_statuses_aligned(dict(changes))
+        if "revoked_keys" in aligned:
+            aligned["revoked_keys"] = tuple(sorted(set(aligned["revoked_keys"])))
+        return replace(self, **aligned)
 
     def callback_plan(self, rng: random.Random) -> list[str]:
         """The status of each receipt one notification gets, in the order they are posted."""
@@ -113,3 +136,49 @@ def _check_callback_plan_setting(name: str, value: Any) -> None:
             )
     elif not isinstance(value, bool):
         raise ValueError("callback_shuffle must be true or false")
+
+
+_LIMIT_SETTINGS = frozenset(
+    {
+        "rate_limit",
+        "rate_window_seconds",
+        "rate_limit_counts_refused",
+        "retry_after_seconds",
+        "daily_limit",
+        "daily_reset_seconds",
+        "revoked_keys",
+        "revoke_all",
+        "outage_mode",
+        "outage_seconds",
+    }
+)
+
+
+def _is_whole(value: Any) -> bool:
+    """A whole number of at least 0, and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_positive(value: Any) -> bool:
+    """A finite number above 0, and not a bool."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _check_limit_setting(name: str, value: Any) -> None:
+    if name in ("rate_limit", "daily_limit") and not _is_whole(value):
+        raise ValueError(f"{name} must be a whole number of at least 0 (0 turns it off)")
+    positive = ("rate_window_seconds", "daily_reset_seconds", "outage_seconds")
+    if name in positive and not _is_positive(value):
+        raise ValueError(f"{name} must be a number above 0")
+    if name in ("rate_limit_counts_refused", "revoke_all") and not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    if name == "retry_after_seconds" and value is not None and not _is_whole(value):
+        raise ValueError("retry_after_seconds must be a whole number of at least 0, or null")
+    if name == "revoked_keys" and not (
+        isinstance(value, list | tuple | set | frozenset)
+        and all(isinstance(key, str) and key for key in value)
+    ):
+        raise ValueError("revoked_keys must list key ids (the service ids tokens are issued by)")
+    if name == "outage_mode" and value is not None and value not in OUTAGE_MODES:
+        raise ValueError("outage_mode must be 'refuse', 'error' or null")

@@ -1,18 +1,21 @@
-"""What the stub remembers: notifications, receipts per reference and counts, behind one lock."""
+"""What the stub remembers: notifications, receipts, limits and counts, behind one lock."""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from devtools.stub.config import StubConfig
 from devtools.stub.errors import StubError, injected_failure
+from devtools.stub.limits import SendLimits
 from devtools.stub.notifications import COMPLETED_STATUSES, SendRequest, new_notification, now_text
 
 PAGE_SIZE = 250
+REFUSAL_REASONS = ("rate_limited", "daily_limit", "revoked", "outage")
 
 
 class Ledger:
@@ -23,6 +26,9 @@ class Ledger:
         self.initial = config
         self.config = config
         self.random = random.Random()  # noqa: S311 - fault injection, not security
+        # The outage under way: its mode (None when there is none) and when it ends (monotonic).
+        self.outage_mode: str | None = None
+        self.outage_ends = 0.0
         self.clear()
 
     def clear(self) -> None:
@@ -31,10 +37,32 @@ class Ledger:
         self.by_reference: dict[str, list[str]] = {}
         self.receipts: Counter[str] = Counter()
         self.total = self.rejected = self.callbacks_sent = self.callbacks_failed = 0
+        self.received = 0
+        self.refused: Counter[str] = Counter()
+        self.limits = SendLimits(time.monotonic())
 
-    def admit(self, request: SendRequest, base_url: str) -> dict[str, Any]:
-        """Record the notification and its receipt, or raise the fault the config asks for."""
+    def arrive(self) -> str | None:
+        """Count one request to the API; the mode of the outage that refuses it, if one does."""
         with self.lock:
+            self.received += 1
+            if self.outage_mode is None or time.monotonic() >= self.outage_ends:
+                return None
+            self.refused["outage"] += 1
+            return self.outage_mode
+
+    def refuse(self, reason: str) -> None:
+        """Count one request refused for ``reason``, one of REFUSAL_REASONS."""
+        with self.lock:
+            self.refused[reason] += 1
+
+    def admit(self, request: SendRequest, base_url: str, key: str) -> dict[str, Any]:
+        """Record the notification and its receipt, or raise the limit or fault that refuses it."""
+        with self.lock:
+            refusal = self.limits.refusal(key, self.config, time.monotonic())
+            if refusal is not None:
+                reason, error = refusal
+                self.refused[reason] += 1
+                raise error
             fault = self._fault(request.recipient)
             if fault is not None:
                 self.rejected += 1
@@ -42,6 +70,7 @@ class Ledger:
             notification = new_notification(request, base_url)
             self.notifications[notification["id"]] = notification
             self.total += 1
+            self.limits.count_accepted(key)
             if request.reference is not None:
                 self.receipts[request.reference] += 1
                 self.by_reference.setdefault(request.reference, []).append(notification["id"])
@@ -97,9 +126,13 @@ class Ledger:
                 self.callbacks_failed += 1
 
     def stats(self) -> dict[str, Any]:
-        """Totals and receipts per reference, as GET /_stub/stats answers them."""
+        """Totals, refusals and receipts per reference, as GET /_stub/stats answers them."""
         with self.lock:
             return {
+                "received": self.received,
+                "accepted": self.total,
+                "refused": {reason: self.refused[reason] for reason in REFUSAL_REASONS},
+                "sent_today": dict(self.limits.sent_today),
                 "total": self.total,
                 "unique_references": len(self.receipts),
                 "duplicates": sum(count - 1 for count in self.receipts.values()),

@@ -48,3 +48,7 @@ class StubProcess(LoggedProcess):
     def reset(self) -> None:
         """Forget every notification and count."""
         self.call("POST", "/_stub/reset", {})
+
+    def reset_daily_limit(self) -> None:
+        """Start the daily cap's period again: nothing sent today."""
+        self.call("POST", "/_stub/reset-daily-limit", {})

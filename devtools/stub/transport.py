@@ -7,12 +7,13 @@ import json
 import logging
 import socket
 import socketserver
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from devtools.stub.errors import StubError
+from devtools.stub.errors import HangUp, StubError
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,28 @@ class StubHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
+        headers: dict[str, str] = {}
         try:
             authorization = self.headers.get("Authorization") or ""
             status, body = self.server.router.route(method, path, query, raw, authorization)
         except StubError as exc:
-            status, body = exc.status, exc.body()
+            status, body, headers = exc.status, exc.body(), exc.headers
+        except HangUp:
+            self._hang_up()
+            return
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _hang_up(self) -> None:
+        # A zero linger makes closing send a reset, as the peer of a crashed server sees.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
 
 
 class StubHTTPServer(ThreadingHTTPServer):
@@ -78,7 +90,8 @@ class StubHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
-        self._open: set[socket.socket] = set()
+        # Each open connection and the thread that serves it.
+        self._open: dict[socket.socket, int] = {}
         self._open_lock = threading.Lock()
         super().__init__(address, StubHandler)
 
@@ -96,14 +109,16 @@ class StubHTTPServer(ThreadingHTTPServer):
         """Remember open connections, so stop() can close the idle keep-alive ones."""
         with self._open_lock:
             if add:
-                self._open.add(connection)
+                self._open[connection] = threading.get_ident()
             else:
-                self._open.discard(connection)
+                self._open.pop(connection, None)
 
-    def close_connections(self) -> None:
-        """Shut every open connection, waking the threads that wait on them."""
+    def close_connections(self, spare_thread: int | None = None) -> None:
+        """Shut every open connection but the one ``spare_thread`` serves, waking their threads."""
         with self._open_lock:
-            for connection in self._open:
+            for connection, thread in self._open.items():
+                if thread == spare_thread:
+                    continue
                 # A client may have closed it already.
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)

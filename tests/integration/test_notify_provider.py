@@ -367,6 +367,10 @@ def test_the_stub_is_controlled_over_http(stub: StubNotifyServer, notify: Notify
     assert requests.get(f"{stub.url}/_stub/stats", timeout=2).json()["total"] == 1
     assert requests.post(f"{stub.url}/_stub/reset", timeout=2).status_code == 200
     assert stub.stats() == {
+        "received": 0,
+        "accepted": 0,
+        "refused": {"rate_limited": 0, "daily_limit": 0, "revoked": 0, "outage": 0},
+        "sent_today": {},
         "total": 0,
         "unique_references": 0,
         "duplicates": 0,
