@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     # The service key's limit: GOV.UK Notify allows 3,000 a minute, GC Notify 1,000.
     notify_rate_per_minute: int = Field(default=3000, ge=1)
     # Both Notify services count their daily limits per UTC day.
-    notify_daily_reset: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    notify_daily_reset: str = Field(
+        default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
+    )
     notify_daily_reset_timezone: str = "UTC"
 
     smtp_host: str = "127.0.0.1"

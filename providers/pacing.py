@@ -124,6 +124,9 @@ class PaceSettings:
     """How the shared pace behaves; the same on every worker."""
 
     horizon_seconds: float = 5.0
+    # A little under the provider's limit: a thread that wakes a few ms late must not make the
+    # next request land inside a window the provider already counts as full.
+    headroom: float = 0.98
     failures_to_open: int = 5
     failure_window_seconds: float = 60.0
     cooldown_seconds: float = 30.0
@@ -189,7 +192,7 @@ class RedisPacer:
 
     def admit(self, credential: Credential, channel: str) -> Admission:
         """Take a slot for one send on ``channel``, or say how long to wait."""
-        interval_ms = 60_000.0 / max(1, credential.per_minute)
+        interval_ms = 60_000.0 / (max(1, credential.per_minute) * self._settings.headroom)
         keys = [_k(credential, name) for name in ("schedule", "backoff", "paused", "breaker")]
         answer: list[Any] = self._admit(
             keys=[*keys, _k(credential, "probe"), _k(credential, "failures")],

@@ -101,9 +101,11 @@ class PaceKeeper:
     def next_daily_reset(self) -> datetime:
         """When the provider's daily limit next resets (its time of day, in its zone)."""
         zone = ZoneInfo(self._settings.notify_daily_reset_timezone)
-        hour, minute = (int(part) for part in self._settings.notify_daily_reset.split(":"))
+        hour, minute, second = (
+            [int(part) for part in self._settings.notify_daily_reset.split(":")] + [0]
+        )[:3]
         local = self._clock().astimezone(zone)
-        reset = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        reset = local.replace(hour=hour, minute=minute, second=second, microsecond=0)
         if reset <= local:
             reset += timedelta(days=1)
         return reset.astimezone(self._clock().tzinfo)
