@@ -40,6 +40,6 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
-## the same figures at small counts, in under two minutes
+## the same figures at small counts, in about three minutes
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick

@@ -1,7 +1,7 @@
 """Every benchmark of the project, each beside its baseline from the same run, in one table.
 
     .venv/bin/python -m bench            # every figure at full size; says how long first
-    .venv/bin/python -m bench --quick    # the same figures at small counts, under two minutes
+    .venv/bin/python -m bench --quick    # the same figures at small counts, about three minutes
 
 Each benchmark runs as its own process on PostgreSQL and Redis (databases named bench_scale_*,
 Redis dbs 10 and 14) and hands its figures back as JSON; the table goes to standard output and
@@ -110,6 +110,14 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
                 "BENCH_BROKER_URL": f"{REDIS}/10",
             },
         ),
+        "pace": (
+            "bench.pace",
+            ["--recipients", "1000"] if quick else [],
+            {
+                "BENCH_DATABASE_URL": database("bench_scale_pace"),
+                "BENCH_BROKER_URL": f"{REDIS}/10",
+            },
+        ),
         "webhooks": (
             "bench.webhooks",
             ["--settings", "2x4", "--requests", "3000", "--warmup", "300", "--processes", "1"]
@@ -139,8 +147,9 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
 def estimate(quick: bool) -> str:
     """How long the run will take, from what past runs on two cores took."""
     if quick:
-        return "about 2 minutes"
-    minutes = 1 + 2 + 3 + 2 + 1  # generate 1M, pipeline, webhooks x3 settings, archive, timeline
+        return "about 3 minutes"
+    # generate 1M, pipeline, pace (three batches of 10,000), webhooks x3 settings, archive, timeline
+    minutes = 1 + 2 + 8 + 3 + 2 + 1
     if not exists("bench_scale_10m"):
         minutes += 6
     if not exists("bench_scale_1m"):
@@ -166,9 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small counts, under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small counts, about three minutes")
     parser.add_argument(
-        "--only", help="comma-separated: generate,pipeline,webhooks,archive,timeline"
+        "--only", help="comma-separated: generate,pipeline,pace,webhooks,archive,timeline"
     )
     parser.add_argument("--json", default=str(OUT / "results.json"), help="where the table goes")
     args = parser.parse_args()

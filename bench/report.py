@@ -35,6 +35,7 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
     builders = {
         "generate": _generate,
         "pipeline": _pipeline,
+        "pace": _pace,
         "webhooks": _webhooks,
         "archive": _archive,
         "timeline": _timeline,
@@ -68,6 +69,23 @@ def _pipeline(r: dict[str, Any]) -> list[Row]:
         Row(f"dispatch end to end, stub {r['slow_latency_ms']:g} ms", slow, "dispatches/s", fast,
             "the same at 0 ms", ">= 0.8x", slow >= 0.8 * fast),
     ]  # fmt: skip
+
+
+def _pace(r: dict[str, Any]) -> list[Row]:
+    limit, free = r["rate_limit"], r["unlimited"]["per_second"]
+    rows = []
+    for key, workers in (("paced", r["workers"]), ("paced_more_workers", r["more_workers"])):
+        run = r[key]
+        share = run["refused_share"]
+        met = run["per_second"] >= 0.95 * limit and share <= 0.01
+        note = (
+            f"{run['per_second'] / limit:.3f} of the {limit}/s limit; {run['refused']} x 429 "
+            f"of {run['requests']} requests ({share:.2%}); {r['recipients']:,} recipients"
+        )
+        rows.append(Row(f"send at the provider's limit, {workers} workers", run["per_second"],
+                        "sends/s", free, "the same, no limit", ">= 0.95 of the limit, <= 1% 429",
+                        met, note))  # fmt: skip
+    return rows
 
 
 def _webhooks(r: dict[str, Any]) -> list[Row]:
