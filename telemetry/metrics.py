@@ -80,8 +80,8 @@ DEFERRED_SENDS = Counter(
 )
 PROVIDER_PUSHBACK = Counter(
     "interactions_provider_pushback",
-    "What a provider answered that holds every sender: slow_down (a 429 for its rate), "
-    "daily_limit, key_refused, outage (a breaker opened).",
+    "What a provider answered that holds every sender: slow_down for each 429 of its rate; "
+    "daily_limit, key_refused and outage once each time one begins.",
     ("provider", "kind"),
 )
 

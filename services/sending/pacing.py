@@ -69,12 +69,13 @@ class PaceKeeper:
     def pushed_back(self, provider: Provider, channel: ChannelType, exc: ProviderError) -> Deferred:
         """Tell every worker what the provider said; the deferral of this message."""
         credential = provider.credential
-        metrics.provider_pushed_back(provider.name, _kind(exc))
         if credential is None:
+            metrics.provider_pushed_back(provider.name, Hold.SLOW_DOWN)
             return Deferred(Hold.SLOW_DOWN, self._settings.retry_backoff_base_seconds, exc.reason)
         if isinstance(exc, DailyLimitReached):
             resume = self.next_daily_reset()
             if self._pacer.daily_limit_reached(credential, channel.value, resume, exc.reason):
+                metrics.provider_pushed_back(provider.name, Hold.DAILY_LIMIT)
                 log.warning(
                     "%s daily limit reached for %s; sending paused until %s",
                     provider.name,
@@ -85,9 +86,11 @@ class PaceKeeper:
             return Deferred(Hold.DAILY_LIMIT, wait, exc.reason, resume)
         if isinstance(exc, KeyRefused):
             if self._pacer.key_refused(credential, exc.reason):
+                metrics.provider_pushed_back(provider.name, Hold.KEY_REFUSED)
                 log.error("%s refused our key; sending stopped: %s", provider.name, exc.reason)
             return Deferred(Hold.KEY_REFUSED, KEY_REFUSED_RETRY_SECONDS, exc.reason)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        metrics.provider_pushed_back(provider.name, Hold.SLOW_DOWN)
         self._pacer.rate_limited(credential, retry_after)
         return Deferred(Hold.SLOW_DOWN, retry_after or 1.0, exc.reason)
 
@@ -109,14 +112,6 @@ class PaceKeeper:
         if reset <= local:
             reset += timedelta(days=1)
         return reset.astimezone(self._clock().tzinfo)
-
-
-def _kind(exc: ProviderError) -> Hold:
-    if isinstance(exc, DailyLimitReached):
-        return Hold.DAILY_LIMIT
-    if isinstance(exc, KeyRefused):
-        return Hold.KEY_REFUSED
-    return Hold.SLOW_DOWN
 
 
 def describe(provider: str, state: PaceState, channel: str | None = None) -> str | None:
