@@ -11,7 +11,7 @@ import click
 from config.logging import configure_logging
 from models.migrate import upgrade
 from services.container import container
-from services.errors import InvalidInput, TransientDispatchError
+from services.errors import Deferred, InvalidInput, TransientDispatchError
 from workers import display
 from workers.cli_archive import archive
 from workers.cli_batches import batch_status_command, reconcile_command, send_batch
@@ -66,6 +66,11 @@ def dispatch(
         raise click.UsageError(str(exc)) from None
     except TransientDispatchError as exc:
         raise click.ClickException(f"the provider failed, try again later: {exc.reason}") from None
+    except Deferred as exc:
+        raise click.ClickException(
+            f"not sent: the provider cannot take it yet ({exc.hold}); "
+            f"the same command again in {exc.wait:.0f} s sends it once"
+        ) from None
     record = result.interaction
     line = f"{result.outcome.value}: {record.idempotency_key} is {record.status.value}"
     if record.failure_reason:
