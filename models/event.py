@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigId, JsonDocument, utcnow, value_enum
+from models.base import Base, BigId, utcnow, value_enum
 from models.crypto import SealedText
 from models.enums import EventKind, InteractionStatus
+from models.redaction import RedactedDetail
 
 
 class InteractionEvent(Base):
@@ -55,7 +56,7 @@ class InteractionEvent(Base):
     provider: Mapped[str | None] = mapped_column(sa.String(32))
     provider_event_id: Mapped[str | None] = mapped_column(sa.String(255))
     reference: Mapped[str | None] = mapped_column(sa.String(255))
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(RedactedDetail)
     # Free text a member of staff gave (why a message is sent again): it may hold personal data.
     reason: Mapped[str | None] = mapped_column(SealedText("interaction_events.reason"))
     occurred_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, BigId, utcnow, value_enum
 from models.crypto import SealedJSON, SealedText
 from models.enums import ChannelType, InteractionStatus
+from models.redaction import RedactedText
 
 IDEMPOTENCY_KEY_MAX = 255
 CUSTOMER_ID_MAX = 64
@@ -84,7 +85,7 @@ class CustomerInteraction(Base):
     attempt_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     # A live lease means a worker holds the claim; NULL on a PENDING row means released.
     claim_expires_at: Mapped[datetime | None]
-    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+    failure_reason: Mapped[str | None] = mapped_column(RedactedText)
 
     created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)

@@ -19,6 +19,7 @@ from urllib3.exceptions import MaxRetryError
 
 from config.settings import Settings
 from models.enums import ChannelType, InteractionStatus
+from models.redaction import REDACTED, redact_personal
 from providers.base import (
     AmbiguousProviderError,
     DailyLimitReached,
@@ -39,16 +40,12 @@ TOKEN_REUSE_SECONDS = 10
 # The error name Notify gives a 429 for its daily limit; its per-minute limit is RateLimitError.
 DAILY_LIMIT_ERROR = "TooManyRequestsError"
 MAX_DETAIL_CHARS = 150
-REDACTED = "[redacted]"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _KEY_FORMAT = (
     "a Notify API key has the form '{key name}-{service id}-{secret}', "
     "where the service id and the secret are each a 36-character UUID"
 )
-# Defence in depth: whatever still looks like an address or a phone number goes too.
-_EMAIL_LIKE = re.compile(r"[^\s@,;:()<>\"']+@[^\s@,;:()<>\"']+")
-_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
 # Shorter values identify no one, and erasing every "a" would leave the reason unreadable.
 _SHORTEST_REDACTED = 3
 
@@ -145,7 +142,7 @@ def redact(text: str, sensitive: Iterable[str], limit: int = MAX_DETAIL_CHARS) -
         # One pass, longest first: a value inside a longer one, or inside the marker, stays put.
         pattern = "|".join(re.escape(value) for value in values)
         text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
-    text = _PHONE_LIKE.sub(REDACTED, _EMAIL_LIKE.sub(REDACTED, text))
+    text = redact_personal(text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -54,17 +54,15 @@ def signed_request(
     status: str,
     webhook_id: str | None = None,
     sent_at: datetime | None = None,
+    reason: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A Standard Webhooks request signed by the official library."""
     webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
     sent_at = sent_at or datetime.now(UTC)
-    body = json.dumps(
-        {
-            "type": "message.status",
-            "timestamp": sent_at.isoformat(),
-            "data": {"reference": reference, "status": status},
-        }
-    )
+    data = {"reference": reference, "status": status}
+    if reason is not None:
+        data["reason"] = reason
+    body = json.dumps({"type": "message.status", "timestamp": sent_at.isoformat(), "data": data})
     signature = Webhook(secret).sign(webhook_id, sent_at, body)
     headers = {
         "webhook-id": webhook_id,

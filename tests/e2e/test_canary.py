@@ -9,13 +9,16 @@ import subprocess
 
 import pytest
 import redis
+import requests
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from devtools.processes import wait_until
-from models import CustomerInteraction
+from models import CustomerInteraction, InteractionEvent
 from services.callbacks.signatures import token_sha256
 from services.sending.batches import BatchProducer, RecipientRow
 from tests.e2e.conftest import Pipeline
+from tests.webhook_fixtures import SECRET_A, signed_request
 
 pytestmark = pytest.mark.e2e
 CANARY_ADDRESS = "canary.7f3a@example.org"
@@ -23,6 +26,14 @@ REJECTED_ADDRESS = "canary.rejectme@example.org"
 CANARY_TEXT = "CANARY-BODY-91x"
 CANARIES = (CANARY_ADDRESS, REJECTED_ADDRESS, CANARY_TEXT, "canary.7f3a", "rejectme")
 TOKEN = "canary-callback-token-1a2b3c"
+
+
+def _bounce_recorded(pipeline: Pipeline) -> bool:
+    with pipeline.sessions() as session:
+        details = session.scalars(
+            sa.select(InteractionEvent.detail).where(InteractionEvent.source == "callback:signed")
+        ).all()
+    return any("5.1.1" in json.dumps(detail) for detail in details)
 
 
 def _absent(where: str, text: str) -> None:
@@ -34,6 +45,9 @@ def test_personal_data_never_leaves_the_sealed_columns(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"webhook_signing_secrets": [SecretStr(SECRET_A)]}
+    )
     webhooks = pipeline.start_webhooks(token_sha256(TOKEN))
     pipeline.stub.configure(
         callback_url=f"{webhooks.url}/callbacks/notify",
@@ -69,6 +83,19 @@ def test_personal_data_never_leaves_the_sealed_columns(
     assert failed.recipient == REJECTED_ADDRESS, "the service itself can still read it"
     assert failed.failure_reason and "400" in failed.failure_reason
     _absent("failure_reason", failed.failure_reason)
+
+    # A late bounce whose reason quotes the address: kept in the history, without the address.
+    with pipeline.sessions() as session:
+        opened = session.scalars(
+            sa.select(CustomerInteraction).where(CustomerInteraction.customer_id == "C-1")
+        ).one()
+    quoted = f"550 5.1.1 <{CANARY_ADDRESS}>: Recipient address rejected"
+    body, headers = signed_request(SECRET_A, str(opened.interaction_uuid), "failed", reason=quoted)
+    answer = requests.post(
+        f"{webhooks.url}/callbacks/signed", data=body, headers=headers, timeout=5
+    )
+    assert answer.status_code == 202, answer.text
+    wait_until(lambda: _bounce_recorded(pipeline), 30, "the late bounce in the history")
 
     for worker in pipeline.workers:
         worker.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from pathlib import Path
@@ -150,3 +151,56 @@ def test_reasons_kept_in_clear_before_revision_0007_are_moved_and_sealed(
     with Session(engine) as session:
         assert set(session.scalars(sa.select(InteractionEvent.reason))) == {"Ada lost it", None}
     engine.dispose()
+
+
+def test_failure_reasons_stored_before_revision_0011_lose_the_addresses_they_quote(
+    test_settings: Settings,
+) -> None:
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_redacted")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine, "0009")
+    quoted = "550 5.1.1 <ada.lovelace@example.org>: Recipient address rejected"
+    with engine.begin() as connection:
+        interaction = connection.execute(
+            sa.text(
+                "INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key,"
+                " channel, status, attempt_count, failure_reason, created_at, updated_at)"
+                " VALUES (:u, 'C-1', 'k-1', 'email', 'failed', 1, :r, now(), now()) RETURNING id"
+            ),
+            {"u": uuid.uuid4(), "r": quoted},
+        ).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key,"
+                " channel, status, attempt_count, failure_reason, created_at, updated_at)"
+                " VALUES (:u, 'C-2', 'k-2', 'sms', 'failed', 1, :r, now(), now())"
+            ),
+            {"u": uuid.uuid4(), "r": "smtp server answered 550 5.1.1 to RCPT TO"},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO interaction_events (interaction_id, kind, outcome, source, detail,"
+                " occurred_at, recorded_at) VALUES (:i, 'provider_event', 'applied',"
+                " 'callback:signed', CAST(:d AS JSONB), now(), now())"
+            ),
+            {"i": interaction, "d": json.dumps({"failure_reason": quoted, "type": "bounce"})},
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        reasons = (
+            connection.execute(sa.text("SELECT failure_reason FROM interactions ORDER BY id"))
+            .scalars()
+            .all()
+        )
+        detail = connection.execute(
+            sa.text("SELECT CAST(detail AS TEXT) FROM interaction_events")
+        ).scalar_one()
+    engine.dispose()
+    assert reasons == [
+        "550 5.1.1 <[redacted]>: Recipient address rejected",
+        "smtp server answered 550 5.1.1 to RCPT TO",
+    ]
+    assert "ada.lovelace" not in detail and "[redacted]" in detail and "bounce" in detail

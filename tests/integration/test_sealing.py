@@ -109,3 +109,27 @@ def test_rotation_reseals_everything_and_the_old_key_can_go(
     assert {r.recipient for r in timeline if r.channel.value == "email"} == {CANARY_ADDRESS}
     assert any(CANARY_TEXT in (r.body_content or "") for r in timeline)
     assert service.find_by_recipient("email", CANARY_ADDRESS)
+
+
+def test_a_bounce_reason_that_quotes_the_address_is_stored_without_it(db: Database) -> None:
+    provider = FakeProvider()
+    service = CommunicationService(db.sessions, ProviderRegistry.single(provider), Settings())
+    provider.fail_next(
+        provider.permanent(f"550 5.1.1 <{CANARY_ADDRESS}>: Recipient address rejected")
+    )
+    result = send_email(service, customer_id="C-9", recipient=CANARY_ADDRESS)
+    assert result.interaction.status.value == "failed"
+    with db.sessions() as session:
+        stored = (
+            session.execute(
+                sa.text(
+                    "SELECT CAST(failure_reason AS TEXT) FROM interactions UNION ALL "
+                    "SELECT CAST(detail AS TEXT) FROM interaction_events WHERE detail IS NOT NULL"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    dump = "\n".join(v for v in stored if v)
+    assert "5.1.1" in dump and "Recipient address rejected" in dump
+    assert CANARY_ADDRESS not in dump and "canary.7f3a" not in dump
