@@ -81,6 +81,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": DISPATCH_QUEUE,
         "task_routes": ROUTES,
         "worker_pool": "threads",
+        # On a lost broker connection, running tasks finish rather than being cancelled: each
+        # records its own outcome, and its unacknowledged message, delivered again, finds the
+        # key already claimed or sent.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_concurrency": settings.worker_concurrency,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         # The filesystem transport has no fanout exchange for events; Flower needs Redis.

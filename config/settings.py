@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     worker_prefetch_multiplier: int = Field(default=4, ge=1)
     batch_chunk_size: int = Field(default=1000, ge=1, le=10_000)
     reconcile_batch_size: int = Field(default=500, ge=1)
-    released_claim_grace_seconds: int = Field(default=900, ge=1)
+    # How long a released claim waits for its retry before reconciliation enqueues it again;
+    # unset: the longest retry countdown plus a minute.
+    released_claim_grace_seconds: int | None = Field(default=None, ge=1)
     max_payload_bytes: int = Field(default=16_384, ge=256)
     max_note_chars: int = Field(default=10_000, ge=1)
     default_phone_region: str = Field(default="CA", min_length=2, max_length=2)
@@ -234,6 +236,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("provider timeouts must fit within task_time_limit_seconds")
         return self
+
+    @property
+    def released_grace_seconds(self) -> float:
+        """How long a released claim may wait for its retry's message before it is thought lost."""
+        if self.released_claim_grace_seconds is not None:
+            return float(self.released_claim_grace_seconds)
+        return self.retry_backoff_max_seconds + 60
 
     @property
     def console_oidc_enabled(self) -> bool:

@@ -8,6 +8,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.inbound import InboundEvent, InboundState
 from models.interaction import CustomerInteraction
+from models.queued import QueuedMessage
 from models.sign_in_failure import SignInFailure
 from models.staff_session import StaffSession
 
@@ -25,6 +26,7 @@ __all__ = [
     "InteractionEvent",
     "InteractionStatus",
     "LegalHold",
+    "QueuedMessage",
     "SignInFailure",
     "StaffSession",
 ]

@@ -36,6 +36,7 @@ SEALED_COLUMNS = (
     SealedColumn("contacts", "customer_id", "phone", "contacts.phone"),
     SealedColumn("inbound_events", "id", "body", "inbound_events.body"),
     SealedColumn("interaction_events", "id", "reason", "interaction_events.reason"),
+    SealedColumn("queued_messages", "idempotency_key", "message", "queued_messages.message"),
 )
 
 # Given a stored value, the value to store instead, or None when it needs nothing.

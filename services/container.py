@@ -20,6 +20,7 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from broker.app import create_app
+from broker.epoch import BrokerEpoch
 from broker.parking import PURPOSE as PARKING_PURPOSE
 from broker.parking import ParkingLot
 from broker.publisher import CeleryPublisher
@@ -229,13 +230,33 @@ class Container:
         return SignInThrottle(self.sessions, self.settings)
 
     @part
+    def broker_epoch(self) -> BrokerEpoch | None:
+        """The broker's lifetime token; None where the broker is not Redis."""
+        url = self.settings.resolved_broker_url
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        return BrokerEpoch(redis.Redis.from_url(url, socket_timeout=5))
+
+    def current_epoch(self) -> str | None:
+        """The broker's present lifetime, for what producers record of their messages."""
+        epoch = self.broker_epoch
+        return epoch.current() if epoch is not None else None
+
+    @part
     def batch_producer(self) -> BatchProducer:
         """Streams a batch's recipients into dispatch tasks."""
-        return BatchProducer(self.sessions, self.publisher, self.settings)
+        return BatchProducer(self.sessions, self.publisher, self.settings, self.current_epoch)
 
     def reconciler(self) -> Reconciler:
         """A reconciler for one run: settles expired claims by asking the providers."""
-        return Reconciler(self.sessions, self.providers, self.publisher, self.settings, utcnow)
+        return Reconciler(
+            self.sessions,
+            self.providers,
+            self.publisher,
+            self.settings,
+            utcnow,
+            self.current_epoch,
+        )
 
     def poller(self) -> Poller:
         """A poller for one run: asks the providers about outcomes that never came."""

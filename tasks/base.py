@@ -10,7 +10,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import Reject
 
 from config.celery import TaskName
 
@@ -35,3 +36,21 @@ def backoff(retries: int, base: float, cap: float) -> float:
     """
     ceiling = min(cap, base * 2.0**retries)
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrecy
+
+
+def requeue(task: Task, countdown: float, retries: int, **headers: Any) -> None:
+    """Publish this task again after ``countdown`` seconds, then let the current copy go.
+
+    Unlike ``Task.retry``, the attempt count is the caller's to set (a deferral or a database
+    outage spends none), and a copy that cannot be published is not dropped: the current one
+    is put back instead, so a broker that went away loses nothing it still holds.
+    """
+    try:
+        task.apply_async(
+            kwargs=dict(task.request.kwargs or {}),
+            countdown=countdown,
+            retries=retries,
+            headers=headers or None,
+        )
+    except Exception as exc:  # the broker's own errors vary by transport
+        raise Reject(exc, requeue=True) from None

@@ -15,10 +15,12 @@ from providers.pacing import Hold
 from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
 from services.sending.parking import park
-from tasks.base import backoff, project_task
+from tasks.base import backoff, project_task, requeue
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
+# The message header counting a dispatch's database outages, apart from its provider attempts.
+DB_RETRIES = "db_retries"
 # Holds that end when a person or the provider's clock says so, not in a few seconds.
 PARKED_HOLDS = frozenset({Hold.DAILY_LIMIT, Hold.KEY_REFUSED})
 
@@ -68,17 +70,21 @@ def dispatch(
             retries, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
         )
         log.info("dispatch will be retried in %.1fs: %s", delay, exc.reason, extra=context)
-        raise self.retry(countdown=delay, max_retries=settings.dispatch_max_retries) from None
+        requeue(self, delay, retries + 1)
+        return
     except DBAPIError as exc:
-        # The database went away: the claim is either not made or still held, so retrying is safe.
-        delay = backoff(self.request.retries, settings.retry_backoff_base_seconds, 60)
+        # The database went away: the claim is either not made or still held, so retrying is
+        # safe. Outages are counted apart: riding one out spends none of the provider attempts.
+        outages = int(getattr(self.request, DB_RETRIES, 0) or 0)
+        delay = backoff(outages, settings.retry_backoff_base_seconds, 60)
         log.warning(
             "database unavailable, retrying in %.1fs: %s",
             delay,
             type(exc.orig).__name__,
             extra=context,
         )
-        raise self.retry(countdown=delay, max_retries=None) from None
+        requeue(self, delay, self.request.retries, **{DB_RETRIES: outages + 1})
+        return
     log.debug("dispatch %s", result.outcome.value, extra=context)
 
 
@@ -101,5 +107,5 @@ def defer(task: Task, deferred: Deferred) -> None:
     spread = here.settings.pace_horizon_seconds
     countdown = min(deferred.wait, park_after)
     countdown += random.uniform(0, spread)  # noqa: S311 - spreading, not secrecy
-    task.apply_async(kwargs=kwargs, countdown=countdown, retries=task.request.retries)
+    requeue(task, countdown, task.request.retries)
     log.debug("dispatch deferred %.1fs (%s)", countdown, deferred.hold, extra=context)

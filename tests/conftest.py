@@ -31,7 +31,14 @@ PG_URL = os.environ.get(
     "INTERACTIONS_TEST_DATABASE_URL",
     "postgresql+psycopg2://postgres@127.0.0.1:5432/interactions_test",
 )
-TABLES = ("interaction_events", "interactions", "batches", "contacts", "inbound_events")
+TABLES = (
+    "interaction_events",
+    "interactions",
+    "batches",
+    "contacts",
+    "inbound_events",
+    "queued_messages",
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,12 @@ def _locked() -> Iterator[tuple[Engine, ArchiveStore]]:
             yield here.engine, here.archive_store
     except (ArchiveBusy, ArchiveUnsupported) as exc:
         raise click.ClickException(str(exc)) from None
+    except sa.exc.DBAPIError as exc:
+        # Each window commits or rolls back whole: what was moved stays moved, nothing is lost.
+        raise click.ClickException(
+            f"the database went away ({type(exc.orig).__name__}); nothing is lost: "
+            "run the command again once it answers"
+        ) from None
 
 
 @click.group("archive")

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -15,6 +15,8 @@ from models.enums import ChannelType, InteractionStatus, parse_enum
 from models.interaction import CustomerInteraction
 from services.errors import InvalidInput
 from services.records import HistoryPage, InteractionRecord
+
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,14 @@ class Position:
             ident = data["i"]
         except (binascii.Error, ValueError, KeyError, TypeError):
             raise InvalidInput("cursor", "is not a cursor this service issued") from None
-        if not isinstance(ident, int) or created_at.tzinfo is None:
+        # A boolean is an int to Python, and a year-1 time with an offset has no UTC instant.
+        if type(ident) is not int or not 0 < ident <= BIGINT_MAX or created_at.tzinfo is None:
             raise InvalidInput("cursor", "is not a cursor this service issued")
-        return cls(created_at, ident)
+        try:
+            instant = created_at.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise InvalidInput("cursor", "is not a cursor this service issued") from None
+        return cls(instant, ident)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,15 +67,20 @@ class Attempt:
     payload: dict[str, Any] = field(repr=False)
     # Why the attempt failed before sending (no usable address), or None to send it.
     failure: str | None
-    lease_until: datetime
+    lease_seconds: float
 
     @property
     def move(self) -> Move:
         """An attempt to send, or one refused before sending."""
         return Move.REFUSED_ATTEMPT if self.failure else Move.ATTEMPT
 
-    def values(self, now: datetime) -> dict[str, Any]:
-        """The interaction's columns this attempt sets."""
+    def values(self, now: datetime, dialect: str) -> dict[str, Any]:
+        """The interaction's columns this attempt sets.
+
+        On PostgreSQL the lease starts when the statement writes the row, by the database's
+        clock: time spent waiting for a pooled connection or a lock is not taken from it, so a
+        claim is never committed already expired.
+        """
         return {
             "status": target(self.move),
             "recipient": self.recipient,
@@ -83,11 +88,17 @@ class Attempt:
             "template_key": self.template_key,
             "batch_id": self.batch_id,
             "meta_data": {"payload": self.payload},
-            "claim_expires_at": None if self.failure else self.lease_until,
+            "claim_expires_at": None if self.failure else self._lease_end(now, dialect),
             "failure_reason": self.failure,
             "failed_at": now if self.failure else None,
             "updated_at": now,
         }
+
+    def _lease_end(self, now: datetime, dialect: str) -> Any:
+        lease = timedelta(seconds=self.lease_seconds)
+        if dialect == "postgresql":
+            return sa.func.clock_timestamp() + sa.literal(lease, sa.Interval())
+        return now + lease
 
 
 def event_values(
@@ -172,7 +183,7 @@ def open_attempt(
             channel=channel,
             attempt_count=1,
             created_at=now,
-            **attempt.values(now),
+            **attempt.values(now, session.get_bind().dialect.name),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(_TABLE.id)
@@ -204,7 +215,10 @@ def take_over(
             _TABLE.attempt_count == attempt_count,
             _TABLE.claim_expires_at.is_(None),
         )
-        .values(attempt_count=attempt_count + 1, **attempt.values(now))
+        .values(
+            attempt_count=attempt_count + 1,
+            **attempt.values(now, session.get_bind().dialect.name),
+        )
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]

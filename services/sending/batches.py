@@ -21,7 +21,7 @@ from models.enums import SENT_OR_BEYOND, ChannelType
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
-from services.sending import validation
+from services.sending import queued, validation
 
 MAX_REJECTIONS_KEPT = 1000
 _SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"
@@ -153,10 +153,17 @@ def read_csv(
 class BatchProducer:
     """Turns a stream of recipients into dispatch tasks, one chunk at a time."""
 
-    def __init__(self, sessions: SessionFactory, publisher: Publisher, settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        publisher: Publisher,
+        settings: Settings,
+        broker_epoch: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._settings = settings
+        self._broker_epoch = broker_epoch
 
     def run(
         self,
@@ -227,6 +234,9 @@ class BatchProducer:
         report.already_sent += len(done)
         pending = [m for key, m in messages.items() if key not in done]
         if pending:
+            # Recorded first: a message the broker loses is then found and published again.
+            with self._sessions() as session, session.begin():
+                queued.record(session, pending, utcnow(), self._broker_epoch())
             self._publisher.publish(pending)
         report.enqueued += len(pending)
 

@@ -63,7 +63,7 @@ def claim(
     recipient: str | None,
     failure: str | None,
     now: datetime,
-    lease_until: datetime,
+    lease_seconds: float,
 ) -> Claim:
     """Claim the key for a new attempt, or say who has it; ``failure`` records it FAILED at once."""
     attempt = writes.Attempt(
@@ -73,7 +73,7 @@ def claim(
         batch_id=request.batch_id,
         payload=request.payload,
         failure=failure,
-        lease_until=lease_until,
+        lease_seconds=lease_seconds,
     )
     new_uuid = uuid.uuid4()
     inserted = writes.open_attempt(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,8 +97,8 @@ class CommunicationService:
         now = self._clock()
         with self._sessions() as session, session.begin():
             address, failure = self._resolve_recipient(session, request, recipient)
-            lease_until = now + timedelta(seconds=self._settings.claim_lease_seconds)
-            claim = claims.claim(session, request, address, failure, now, lease_until)
+            lease = self._settings.claim_lease_seconds
+            claim = claims.claim(session, request, address, failure, now, lease)
         if claim.state is ClaimState.KEY_CONFLICT:
             raise InvalidInput(
                 "idempotency_key", "was already used for another customer or channel"

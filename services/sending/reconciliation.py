@@ -22,7 +22,7 @@ from providers.base import LookupUnsupported, ProviderError, SendReceipt
 from providers.registry import ProviderRegistry
 from services.callbacks import inbox
 from services.ledger.transitions import Outcome
-from services.sending import claims
+from services.sending import claims, queued
 from services.sending.batches import DispatchMessage, Publisher
 from services.sending.claims import Claim, ClaimState
 from telemetry import metrics
@@ -41,6 +41,7 @@ class ReconcileReport:
     held: int = 0
     lookup_errors: int = 0
     callbacks_matched: int = 0
+    republished: int = 0
 
 
 class Reconciler:
@@ -53,12 +54,14 @@ class Reconciler:
         publisher: Publisher,
         settings: Settings,
         clock: Callable[[], datetime],
+        broker_epoch: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._sessions = sessions
         self._providers = providers
         self._publisher = publisher
         self._settings = settings
         self._clock = clock
+        self._broker_epoch = broker_epoch
 
     def run(self) -> ReconcileReport:
         """One pass over expired and forgotten claims, in bounded batches."""
@@ -66,8 +69,23 @@ class Reconciler:
         for row in self._expired_claims():
             self._settle(row, report)
         self._requeue_forgotten(report)
+        self._republish_lost(report)
         self._settle_callbacks(report)
         return report
+
+    def _republish_lost(self, report: ReconcileReport) -> None:
+        """Messages a broker that restarted empty lost before any worker claimed them."""
+        limit = self._settings.reconcile_batch_size
+        queued.forget_claimed(self._sessions, limit * 10)
+        epoch = self._broker_epoch()
+        if epoch is None:
+            return
+        while count := queued.publish_lost(
+            self._sessions, self._publisher, epoch, self._clock(), limit
+        ):
+            report.republished += count
+            if count < limit:
+                return
 
     def _settle_callbacks(self, report: ReconcileReport) -> None:
         """Callbacks unmatched after their retries: apply them if their interaction exists now."""
@@ -136,7 +154,7 @@ class Reconciler:
         """Released claims whose retry never came (a lost message): enqueue them again."""
         table = CustomerInteraction
         now = self._clock()
-        cutoff = now - timedelta(seconds=self._settings.released_claim_grace_seconds)
+        cutoff = now - timedelta(seconds=self._settings.released_grace_seconds)
         with self._sessions() as session, session.begin():
             rows = list(
                 session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,9 +11,11 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from models import CustomerInteraction
+from models.base import utcnow
 from providers.registry import ProviderRegistry
 from services.records import DispatchOutcome
 from services.sending.communication import CommunicationService
+from services.sending.reconciliation import Reconciler
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 
@@ -103,3 +106,52 @@ def test_a_dead_database_connection_is_a_clear_error_and_loses_nothing(
             sa.select(CustomerInteraction.idempotency_key).order_by(CustomerInteraction.id)
         ).all()
     assert keys == ["before", "during"]
+
+
+def test_a_claim_that_waited_on_a_lock_past_its_lease_is_not_released_while_it_sends(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> None:
+    lease = 2
+    settings = test_settings.model_copy(
+        update={"claim_lease_seconds": lease, "task_time_limit_seconds": 1}
+    )
+    provider = FakeProvider(delay=1.5)
+    service = CommunicationService(
+        committed_pg.sessions, ProviderRegistry.single(provider), settings
+    )
+    published: list[object] = []
+
+    class Kept:
+        def publish(self, messages: list[object]) -> None:
+            published.extend(messages)
+
+    reconciler = Reconciler(
+        committed_pg.sessions, ProviderRegistry.single(provider), Kept(), settings, utcnow
+    )
+    with pg_engine.connect() as holder:
+        holder.execute(sa.text("LOCK TABLE interactions IN SHARE MODE"))
+        with ThreadPoolExecutor(1) as pool:
+            sending = pool.submit(
+                service.dispatch, "C-1", "email", "welcome", {}, "locked-key", "ada@example.org"
+            )
+            time.sleep(lease + 1)  # the dispatch waits on the lock for longer than its lease
+            holder.rollback()
+            row = _wait_for_row(committed_pg, "locked-key")
+            assert row.claim_expires_at is not None and row.claim_expires_at > utcnow()
+            report = reconciler.run()  # while the provider call is still under way
+            assert report.released == 0 and report.confirmed_sent == 0
+            assert sending.result(timeout=10).outcome is DispatchOutcome.SENT
+    assert provider.call_count == 1 and not published
+
+
+def _wait_for_row(db: Database, key: str) -> CustomerInteraction:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with db.sessions() as session:
+            row = session.scalars(
+                sa.select(CustomerInteraction).where(CustomerInteraction.idempotency_key == key)
+            ).one_or_none()
+        if row is not None:
+            return row
+        time.sleep(0.02)
+    raise AssertionError(f"{key} was never claimed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -32,3 +34,23 @@ def test_filters_must_be_known_values() -> None:
         HistoryQuery.build("C-1", 10, 500, None, "EMAIL", None)
     with pytest.raises(InvalidInput, match="filter"):
         HistoryQuery.build("C-1", 10, 500, None, None, "sent' OR '1'='1")
+
+
+def _cursor(data: object) -> str:
+    raw = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"t": "0001-01-01T00:00:00+05:00", "i": 1},  # no UTC instant
+        {"t": "2026-01-01T00:00:00+00:00", "i": True},  # a boolean is not an id
+        {"t": "2026-01-01T00:00:00+00:00", "i": 2**63},  # past bigint
+        {"t": "2026-01-01T00:00:00+00:00", "i": 0},
+        {"t": "2026-01-01T00:00:00", "i": 5},  # no offset
+    ],
+)
+def test_a_crafted_cursor_is_invalid_input(data: object) -> None:
+    with pytest.raises(InvalidInput, match="cursor"):
+        Position.decode(_cursor(data))

@@ -86,7 +86,7 @@ def test_the_claim_statements_take_their_status_sets_from_the_table() -> None:
     now = utcnow()
     writes.release(session, 1, 1, "lost", now, "test")
     writes.take_over(
-        session, 1, S.FAILED, 1, writes.Attempt(None, None, "t", None, {}, None, now), now, "t"
+        session, 1, S.FAILED, 1, writes.Attempt(None, None, "t", None, {}, None, 300), now, "t"
     )
     writes.undo_resend(session, 1, 1, writes.Entry("test"), now)
     released, taken, undone = captured

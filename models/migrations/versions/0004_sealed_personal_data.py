@@ -33,7 +33,11 @@ def upgrade() -> None:
     op.create_index("ix_interactions_recipient_hash", "interactions", ["recipient_hash"])
     # Rows written before this revision hold personal data in clear: seal them now (the
     # columns that exist at this revision; later ones seal their own).
-    existing = [spec for spec in SEALED_COLUMNS if spec.table != "interaction_events"]
+    existing = [
+        spec
+        for spec in SEALED_COLUMNS
+        if spec.table not in ("interaction_events", "queued_messages")
+    ]
     seal_plaintext_rows(op.get_bind(), keyring(), existing)
 
 
