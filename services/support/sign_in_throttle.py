@@ -76,9 +76,7 @@ class SignInThrottle:
         now = self._clock()
         with self._sessions() as session, session.begin():
             _lock(session, (user, place))
-            session.execute(
-                sa.delete(SignInFailure).where(SignInFailure.failed_at <= now - self.window)
-            )
+            _forget_before(session, now - self.window)
             wait = max(self._user_wait(session, user, now), self._address_wait(session, place, now))
             if wait > timedelta(0):
                 return Refusal(wait)
@@ -139,3 +137,15 @@ def _lock(session: Session, subjects: tuple[str, ...]) -> None:
     # Always in the same order, so two attempts sharing a subject cannot deadlock.
     for key in sorted({_lock_key(subject) for subject in subjects}):
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _forget_before(session: Session, moment: datetime) -> None:
+    """Delete failures older than ``moment`` that no other transaction is deleting."""
+    # SKIP LOCKED: two reservations for different subjects never wait on, or deadlock over,
+    # the same stale rows; whichever comes next deletes what one skipped.
+    stale = (
+        sa.select(SignInFailure.id)
+        .where(SignInFailure.failed_at <= moment)
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(sa.delete(SignInFailure).where(SignInFailure.id.in_(stale)))
