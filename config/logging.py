@@ -152,7 +152,7 @@ def configure_logging(
 
 
 def gunicorn_logconfig(fmt: LogFormat, level: str = "INFO") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for gunicorn: its own loggers in our format too."""
+    """A ``logging.config.dictConfig`` for gunicorn: its own lines in our format, no access log."""
     handler = {
         "class": "logging.StreamHandler",
         "formatter": "service",
@@ -163,10 +163,12 @@ def gunicorn_logconfig(fmt: LogFormat, level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"service": {"()": f"{__name__}.{factory.__name__}"}},
-        "handlers": {"console": handler},
+        "handlers": {"console": handler, "nowhere": {"class": "logging.NullHandler"}},
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["console"], "propagate": False},
-            "gunicorn.access": {"level": level, "handlers": ["console"], "propagate": False},
+            # Gunicorn logs every request once a logging config is given; its lines would hold
+            # the client's address and the query string, so they go nowhere.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": ["nowhere"], "propagate": False},
         },
     }

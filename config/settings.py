@@ -161,10 +161,16 @@ class Settings(BaseSettings):
     # Local users are for development, or where no identity provider exists: in production
     # the console refuses them unless this says they are meant.
     console_allow_local_users_in_production: bool = False
-    # Failed local sign-ins allowed per user name and per client address within the window.
+    # Failed local sign-ins per user name within the window before each further attempt for
+    # that name waits (the delay doubles per failure, from the base up to the window); and the
+    # failures per client address within the window after which that address is refused.
     console_sign_in_failures_per_user: int = Field(default=5, ge=1)
-    console_sign_in_failures_per_address: int = Field(default=20, ge=1)
+    console_sign_in_failures_per_address: int = Field(default=100, ge=1)
     console_sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    console_sign_in_delay_seconds: int = Field(default=30, ge=1, le=24 * 60 * 60)
+    # Reverse proxies in front of the console whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed; 0 trusts none, so the client address is the connection's.
+    console_trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     console_page_size: int = Field(default=20, ge=1, le=200)
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None

@@ -24,6 +24,13 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _audience(tamper: str | None) -> str | list[str]:
+    """The id_token's aud: this client, another, or both."""
+    if tamper == "audience":
+        return "someone-else"
+    return [CLIENT_ID, "another-client"] if tamper == "audiences" else CLIENT_ID
+
+
 @dataclass
 class StubProvider:
     """What the provider does next: whom it signs in, and how it may misbehave."""
@@ -31,8 +38,9 @@ class StubProvider:
     claims: dict[str, Any] = field(
         default_factory=lambda: {"sub": "u-1", "preferred_username": "o.idc", "roles": []}
     )
-    # None, or one of "audience", "nonce", "key", "expired", "issuer", "none", "hs256",
-    # "skewed": what to get wrong in the token ("skewed": issued 50 seconds in the future).
+    # None, or one of "audience", "audiences", "nonce", "key", "expired", "issuer", "none",
+    # "hs256", "skewed": what to get wrong in the token ("audiences": this client and another;
+    # "skewed": issued 50 seconds in the future).
     tamper: str | None = None
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -66,7 +74,7 @@ class OidcStub:
         claims = {
             **self.state.claims,
             "iss": f"{self.issuer}/elsewhere" if tamper == "issuer" else self.issuer,
-            "aud": "someone-else" if tamper == "audience" else CLIENT_ID,
+            "aud": _audience(tamper),
             "iat": now + 50 if tamper == "skewed" else now,
             "nbf": now + 50 if tamper == "skewed" else now,
             "exp": now - 120 if tamper == "expired" else now + 300,

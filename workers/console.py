@@ -11,10 +11,21 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from config.settings import Settings, get_settings
@@ -47,6 +58,11 @@ log = logging.getLogger(__name__)
 SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
 # The form control a service's field name is entered in, where the two differ.
 FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+# What a form carries besides a note: the form token, a reason, an address, the field names.
+FORM_OVERHEAD_BYTES = 16 * 1024
+HSTS_SECONDS = 365 * 24 * 60 * 60
+# The app's config key saying it is only ever served over HTTPS (production).
+HTTPS_ONLY = "INTERACTIONS_HTTPS_ONLY"
 
 pages = Blueprint("console", __name__)
 
@@ -61,11 +77,28 @@ def create_app(
     app = Flask(__name__, static_url_path="/static")
     use_container(app, settings, sessions=sessions, publisher=publisher)
     configure_session(app, resolved)
+    # Forms are small: anything bigger is refused with 413 before a byte of it is read.
+    app.config["MAX_CONTENT_LENGTH"] = form_limit(resolved)
+    trust_proxies(app, resolved.console_trusted_proxy_hops)
+    app.config[HTTPS_ONLY] = resolved.environment == "production"
     app.register_blueprint(sign_in_pages)
     if resolved.console_oidc_enabled:
         enable_oidc(app, resolved)
     app.register_blueprint(pages)
     return app
+
+
+def form_limit(settings: Settings) -> int:
+    """The largest request body the console reads: a longest note, percent-encoded, and more."""
+    # Percent-encoding turns one character into at most 12 bytes (four UTF-8 bytes, each %XX).
+    return settings.max_note_chars * 12 + FORM_OVERHEAD_BYTES
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Take the client address and scheme from the ``hops`` proxies in front, when any."""
+    if hops:
+        # Only the entries the trusted proxies appended count; a client's own are ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 @pages.record_once
@@ -108,6 +141,9 @@ def protect(response: Response) -> Response:
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
+    if current_app.config.get(HTTPS_ONLY):
+        # Production serves only HTTPS: browsers are told never to try plain HTTP.
+        response.headers["Strict-Transport-Security"] = f"max-age={HSTS_SECONDS}"
     if request.endpoint != "static":
         # Pages hold personal data: not kept in caches or the browser's history store.
         response.headers["Cache-Control"] = "no-store"

@@ -11,6 +11,7 @@ carry the session's form token, compared in constant time.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -33,6 +34,7 @@ from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from services.support.sessions import StaffSessions
+from services.support.sign_in_throttle import Refusal
 from services.support.staff import Permission, StaffUser, same_token
 from workers.console_oidc import OidcClient, OidcError
 from workers.webapp import services
@@ -164,27 +166,40 @@ def login() -> str:
 
 @sign_in_pages.post("/login")
 def sign_in() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int]:
-    """Sign a local user in by name and password, unless too many sign-ins failed lately."""
+    """Sign a local user in by name and password, unless the name or address must wait."""
     here = services()
     name, address = request.form.get("username", ""), request.remote_addr or ""
-    if here.sign_in_throttle.blocked(name, address):
+    # Reserved before the password is checked, so concurrent guesses cannot outrun the count.
+    attempt = here.sign_in_throttle.reserve(name, address)
+    if isinstance(attempt, Refusal):
         log.warning("console sign-in refused: too many failures for the name or address")
-        minutes = here.settings.console_sign_in_window_minutes
-        error = (
-            f"Too many failed sign-ins. Wait {minutes} minutes and try again, "
-            "or ask the console's administrator to check your account."
-        )
-        page = render_template("console/login.html", error=error)
-        return page, 429, {"Retry-After": str(minutes * 60)}
+        return refused(attempt)
     user = here.staff_directory.authenticate(name, request.form.get("password", ""))
     if user is None:
         log.warning("console sign-in refused")
-        here.sign_in_throttle.failed(name, address)
         page = render_template("console/login.html", error="Wrong user name or password.")
         return page, 401
-    here.sign_in_throttle.succeeded(name)
+    here.sign_in_throttle.succeeded(attempt)
     start_session(here.staff_sessions, user)
     return redirect(url_for("console.home"), 303)
+
+
+def refused(refusal: Refusal) -> tuple[str, int, dict[str, str]]:
+    """The 429 sign-in page, saying how long to wait, with ``Retry-After``."""
+    seconds = max(1, math.ceil(refusal.retry_after.total_seconds()))
+    error = (
+        f"Too many failed sign-ins. Wait {wait_in_words(seconds)} and try again, "
+        "or ask the console's administrator to check your account."
+    )
+    page = render_template("console/login.html", error=error)
+    return page, 429, {"Retry-After": str(seconds)}
+
+
+def wait_in_words(seconds: int) -> str:
+    """A wait as people say it: seconds under two minutes, whole minutes beyond."""
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 @sign_in_pages.post("/logout")

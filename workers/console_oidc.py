@@ -1,10 +1,10 @@
 """Staff sign-in through an OpenID Connect provider: the authorization code flow with PKCE.
 
 The provider is found by its discovery document; the id_token must be RS256-signed by a key
-of its JWKS, for this client, from this issuer, unexpired, and carry the nonce this browser
-was given. The actor recorded in history is ``oidc:<sub>``, the provider's stable subject;
-the preferred_username is only shown. Roles come from one claim, mapped to the console's
-roles by configuration.
+of its JWKS, for this client (and issued to it: ``azp``, when present, must name it), from
+this issuer, unexpired, and carry the nonce this browser was given. The actor recorded in
+history is ``oidc:<sub>``, the provider's stable subject; the preferred_username is only
+shown. Roles come from one claim, mapped to the console's roles by configuration.
 """
 
 from __future__ import annotations
@@ -176,4 +176,15 @@ class OidcClient:
             )
         except jwt.PyJWTError as exc:
             raise OidcError("the sign-in provider's token could not be verified") from exc
+        if not self._authorized_here(claims):
+            raise OidcError("the sign-in provider's token could not be verified")
         return claims
+
+    def _authorized_here(self, claims: dict[str, Any]) -> bool:
+        """Whether the token was issued to this client: ``azp``, when present, names it."""
+        # A token for several audiences may have been issued to one of the others (OIDC Core
+        # 3.1.3.7): then only an azp naming this client makes it ours.
+        several = isinstance(claims["aud"], list) and len(claims["aud"]) > 1
+        if "azp" not in claims:
+            return not several
+        return hmac.compare_digest(str(claims["azp"]).encode(), self._client_id.encode())

@@ -136,6 +136,29 @@ def test_a_token_that_is_not_right_in_every_way_signs_no_one_in(
     assert client.get("/").status_code == 303
 
 
+@pytest.mark.parametrize(
+    ("azp", "tamper", "status"),
+    [
+        ("someone-else", None, 401),
+        ("someone-else", "audiences", 401),
+        (None, "audiences", 401),
+        (CLIENT_ID, "audiences", 303),
+        (CLIENT_ID, None, 303),
+    ],
+)
+def test_a_token_issued_to_another_party_signs_no_one_in(
+    app: Flask, provider: OidcStub, azp: str | None, tamper: str | None, status: int
+) -> None:
+    provider.state.claims = {"sub": "u-12", "client_roles": ["support-reader"]}
+    if azp is not None:
+        provider.state.claims["azp"] = azp
+    provider.state.tamper = tamper
+    _, answer, _ = _through_provider(app)
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    if status == 401:
+        assert "could not be verified" in answer.get_data(as_text=True)
+
+
 def test_a_return_that_did_not_start_here_is_refused(app: Flask, provider: OidcStub) -> None:
     client = app.test_client()
     answer = client.get("/login/oidc/callback?code=abc&state=forged")
