@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from devtools.database import recreate_database
+from devtools.tcp_proxy import TcpProxy
 from models.migrate import upgrade
 from models.session import build_engine
 from tests.archive_fixtures import seed
@@ -87,3 +88,26 @@ def test_an_operator_archives_checks_holds_and_restores(cli_env: dict[str, str])
     assert restored.startswith("restored 2 files of 2023-12: 10 interactions, 20 events")
     again = run(cli_env, "restore", "--month", "2023-12")
     assert "restored 0 files" in again and "2 files restored before" in again
+
+
+def test_a_run_that_loses_its_database_says_so_in_one_line(cli_env: dict[str, str]) -> None:
+    url = sa.engine.make_url(cli_env["INTERACTIONS_DATABASE_URL"])
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        proxy.cut()
+        through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("INTERACTIONS_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "workers", "archive", "run"],
+            env={**clean, **cli_env, "INTERACTIONS_DATABASE_URL": through},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        proxy.stop()
+    said = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "the database went away" in said and "run the command again" in said
+    assert "Traceback" not in said and len(said.strip().splitlines()) == 1, said
