@@ -2,7 +2,7 @@
 
 from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import Base
-from models.batch import Batch
+from models.batch import Batch, BatchAction, BatchState
 from models.contact import Contact
 from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
@@ -17,6 +17,8 @@ __all__ = [
     "ArchiveState",
     "Base",
     "Batch",
+    "BatchAction",
+    "BatchState",
     "ChannelType",
     "Contact",
     "CustomerInteraction",

@@ -34,6 +34,7 @@ from providers.registry import ProviderRegistry
 from services.archive.stores.factory import open_store
 from services.archive.stores.port import ArchiveStore
 from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
+from services.sending.batch_control import BatchGate
 from services.sending.batches import BatchProducer, Publisher
 from services.sending.communication import CommunicationService
 from services.sending.pacing import PaceKeeper
@@ -245,7 +246,20 @@ class Container:
     @part
     def batch_producer(self) -> BatchProducer:
         """Streams a batch's recipients into dispatch tasks."""
-        return BatchProducer(self.sessions, self.publisher, self.settings, self.current_epoch)
+        return BatchProducer(
+            self.sessions, self.publisher, self.settings, self.current_epoch, self.batch_gate
+        )
+
+    @part
+    def batch_gate(self) -> BatchGate:
+        """What a batch's dispatch asks first: sending, held, or dropped."""
+        url = self.settings.resolved_broker_url
+        client = (
+            redis.Redis.from_url(url, socket_timeout=5)
+            if url.startswith(("redis://", "rediss://"))
+            else None
+        )
+        return BatchGate(self.sessions, client)
 
     def reconciler(self) -> Reconciler:
         """A reconciler for one run: settles expired claims by asking the providers."""

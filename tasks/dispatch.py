@@ -14,11 +14,14 @@ from models.enums import ChannelType
 from providers.pacing import Hold
 from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
-from services.sending.parking import park
+from services.sending.batch_control import Verdict, forget_dropped
+from services.sending.parking import batch_lot, park
 from tasks.base import backoff, project_task, requeue
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
+# Where there is no Redis to park in, a held batch's message asks again this often.
+BATCH_HOLD_RECHECK_SECONDS = 30.0
 # The message header counting a dispatch's database outages, apart from its provider attempts.
 DB_RETRIES = "db_retries"
 # Holds that end when a person or the provider's clock says so, not in a few seconds.
@@ -41,6 +44,8 @@ def dispatch(
     here = container()
     settings = here.settings
     context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
+    if batch_id is not None and not admitted_by_batch(self, batch_id, idempotency_key):
+        return
     try:
         result = here.communication.dispatch(
             customer_id,
@@ -86,6 +91,31 @@ def dispatch(
         requeue(self, delay, self.request.retries, **{DB_RETRIES: outages + 1})
         return
     log.debug("dispatch %s", result.outcome.value, extra=context)
+
+
+def admitted_by_batch(task: Task, batch_id: str, idempotency_key: str) -> bool:
+    """Whether the batch lets this message go now; if not, it is parked or dropped here.
+
+    Asked before anything is claimed: a paused or scheduled batch's message waits parked, and
+    goes out again on resume or at its time; a cancelled batch's message is dropped.
+    """
+    here = container()
+    verdict = here.batch_gate.verdict(batch_id)
+    context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
+    if verdict is Verdict.GO:
+        return True
+    if verdict is Verdict.DROP:
+        forget_dropped(here.sessions, idempotency_key)
+        metrics.batch_message_held(verdict)
+        log.info("dispatch dropped: the batch was cancelled", extra=context)
+        return False
+    metrics.batch_message_held(verdict)
+    if here.parking is not None:
+        here.parking.park(batch_lot(batch_id), idempotency_key, dict(task.request.kwargs or {}))
+        log.debug("dispatch parked: the batch is paused or not due", extra=context)
+    else:
+        requeue(task, BATCH_HOLD_RECHECK_SECONDS, task.request.retries)
+    return False
 
 
 def defer(task: Task, deferred: Deferred) -> None:

@@ -53,7 +53,7 @@ def release_parked(self: Task) -> None:
         report = run_exclusively(
             here.engine,
             "release_parked",
-            lambda: release(lots, here.pacer, here.providers, here.publisher),
+            lambda: release(lots, here.pacer, here.providers, here.publisher, here.batch_gate),
         )
     except AlreadyRunning as exc:
         log.info("%s; skipped", exc)

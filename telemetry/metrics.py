@@ -84,6 +84,11 @@ PROVIDER_PUSHBACK = Counter(
     "daily_limit, key_refused and outage once each time one begins.",
     ("provider", "kind"),
 )
+BATCH_HELD = Counter(
+    "interactions_batch_messages_held",
+    "A batch's messages held before their claim: hold (paused, or scheduled) or drop (cancelled).",
+    ("verdict",),
+)
 
 _STATUS_COUNTERS = {
     InteractionStatus.SENT: SENT,
@@ -157,6 +162,11 @@ def send_deferred(provider: str, hold: object) -> None:
 def provider_pushed_back(provider: str, kind: object) -> None:
     """Count a provider's answer that holds every sender."""
     PROVIDER_PUSHBACK.labels(provider, _label(kind)).inc()
+
+
+def batch_message_held(verdict: object) -> None:
+    """Count a batch's message parked (paused or not due) or dropped (cancelled)."""
+    BATCH_HELD.labels(_label(verdict)).inc()
 
 
 def webhook_event(provider: str, result: str) -> None:

@@ -14,6 +14,7 @@ from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
 from workers import display
 from workers.cli_archive import archive
+from workers.cli_batch_controls import batch
 from workers.cli_batches import batch_status_command, reconcile_command, send_batch
 from workers.cli_console import console
 from workers.cli_keys import keys
@@ -162,7 +163,7 @@ def demo() -> None:
 def _register() -> None:
     for command in (send_batch, batch_status_command, reconcile_command, keys):
         main.add_command(command)
-    for command in (doctor_command, flower_command, metrics_command, console, provider):
+    for command in (doctor_command, flower_command, metrics_command, console, provider, batch):
         main.add_command(command)
 
     main.add_command(archive)

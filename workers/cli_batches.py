@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from config.settings import get_settings
 from models.base import utcnow
-from models.enums import ChannelType
+from models.batch import BatchState
+from models.enums import ChannelType, InteractionStatus
 from providers.base import NoProviderForChannel
 from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
+from services.sending.batch_control import actions
 from services.sending.batch_status import batch_status
 from services.sending.batches import BatchReport, read_csv
 from services.sending.pacing import describe
-from services.sending.parking import lot_of
+from services.sending.parking import batch_lot, lot_of
 from workers import display
 from workers.cli_options import SENT_CHANNEL
 
@@ -31,18 +34,45 @@ def _count_lines(path: Path) -> int:
 
 
 def produce(
-    batch_id: str, channel: str, template: str, path: Path, key_column: str | None, quiet: bool
+    batch_id: str,
+    channel: str,
+    template: str,
+    path: Path,
+    key_column: str | None,
+    quiet: bool,
+    not_before: datetime | None = None,
 ) -> BatchReport:
     """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
     producer = container().batch_producer
     with path.open("rb") as stream:
         rows = read_csv(stream, key_column)
         if quiet:
-            return producer.run(batch_id, channel, template, rows, source=path.name)
+            return producer.run(
+                batch_id, channel, template, rows, source=path.name, not_before=not_before
+            )
         with click.progressbar(length=_count_lines(path), label=f"batch {batch_id}") as bar:
             return producer.run(
-                batch_id, channel, template, rows, source=path.name, on_progress=bar.update
+                batch_id,
+                channel,
+                template,
+                rows,
+                source=path.name,
+                on_progress=bar.update,
+                not_before=not_before,
             )
+
+
+def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone (2026-12-24T09:00-08:00), kept in UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("say the time zone, e.g. 2026-12-24T09:00-08:00 or ...Z")
+    return moment.astimezone(UTC)
 
 
 @click.command("send-batch")
@@ -50,13 +80,23 @@ def produce(
 @click.option("--channel", type=SENT_CHANNEL, required=True)
 @click.option("--template", "template_key", required=True)
 @click.option("--key-column", default=None, help="A column holding each row's idempotency key.")
+@click.option(
+    "--not-before",
+    callback=_moment,
+    help="Send nothing before this time (ISO 8601 with its zone); the batch waits, parked.",
+)
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def send_batch(
-    batch_id: str, channel: str, template_key: str, key_column: str | None, csv_file: Path
+    batch_id: str,
+    channel: str,
+    template_key: str,
+    key_column: str | None,
+    not_before: datetime | None,
+    csv_file: Path,
 ) -> None:
     """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet."""
     try:
-        report = produce(batch_id, channel, template_key, csv_file, key_column, quiet=False)
+        report = produce(batch_id, channel, template_key, csv_file, key_column, False, not_before)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
@@ -91,9 +131,35 @@ def batch_status_command(batch_id: str) -> None:
         f"held for reconciliation or a person {status.held}; "
         f"no outcome after {get_settings().unknown_after_hours:g} h {status.outcome_unknown}"
     )
+    for line in steering_lines(status.batch_id, status.expected, status.by_status):
+        click.echo(line)
     held = provider_hold(status.channel)
     if held:
         click.echo(held)
+
+
+def steering_lines(
+    batch_id: str, expected: int, by_status: dict[InteractionStatus, int]
+) -> list[str]:
+    """What an operator did to the batch: its state, its schedule, what was cancelled."""
+    here = container()
+    steering = here.batch_gate.steering(batch_id)
+    lines = []
+    if steering is not None:
+        lines.append(f"state: {steering.state.value}")
+        if steering.not_before is not None and steering.not_before > utcnow():
+            lines.append(f"scheduled for {steering.not_before:%Y-%m-%d %H:%M:%S} UTC")
+        if steering.state is BatchState.CANCELLED:
+            claimed = sum(by_status.values())
+            lines.append(f"cancelled, never sent: {max(0, expected - claimed)}")
+    lots = here.parking
+    waiting = lots.count(batch_lot(batch_id)) if lots is not None else 0
+    if waiting:
+        lines.append(f"parked until resumed or due: {waiting}")
+    for action in actions(here.sessions, batch_id):
+        why = f": {action.reason}" if action.reason else ""
+        lines.append(f"  {action.at:%Y-%m-%d %H:%M:%S} UTC {action.action} by {action.actor}{why}")
+    return lines
 
 
 def provider_hold(channel: str) -> str | None:

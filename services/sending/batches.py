@@ -10,18 +10,20 @@ import csv
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
 
 from config.settings import Settings
 from models.base import utcnow
-from models.batch import Batch
+from models.batch import Batch, BatchState
 from models.enums import SENT_OR_BEYOND, ChannelType
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
 from services.sending import queued, validation
+from services.sending.batch_control import BatchGate, Steering
 
 MAX_REJECTIONS_KEPT = 1000
 _SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"
@@ -159,11 +161,13 @@ class BatchProducer:
         publisher: Publisher,
         settings: Settings,
         broker_epoch: Callable[[], str | None] = lambda: None,
+        gate: BatchGate | None = None,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._settings = settings
         self._broker_epoch = broker_epoch
+        self._gate = gate
 
     def run(
         self,
@@ -174,30 +178,57 @@ class BatchProducer:
         *,
         source: str | None = None,
         on_progress: Callable[[int], None] | None = None,
+        not_before: datetime | None = None,
     ) -> BatchReport:
-        """Enqueue every recipient of ``rows`` not already sent; safe to run again."""
+        """Enqueue every recipient of ``rows`` not already sent; safe to run again.
+
+        ``not_before`` schedules the batch: its messages wait, parked, until then. A batch an
+        operator cancelled takes nothing more, even from a run that started before.
+        """
         if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
             raise InvalidInput("batch_id", "must be 1-100 printable characters")
         parsed_channel = validation.sent_channel(channel)
         template = validation.template_key(template_key)
-        self._start(batch_id, parsed_channel, template, source)
+        if not_before is not None and not_before.tzinfo is None:
+            raise InvalidInput("not_before", "must say its time zone (e.g. 09:00-08:00 or Z)")
+        self._start(batch_id, parsed_channel, template, source, not_before)
         report = BatchReport(batch_id)
         chunk_size = self._settings.batch_chunk_size
         iterator = iter(rows)
         while chunk := list(itertools.islice(iterator, chunk_size)):
+            self._refuse_if_cancelled(batch_id)
             self._run_chunk(report, batch_id, parsed_channel, template, chunk)
             self._save_progress(batch_id, report)
             if on_progress:
                 on_progress(len(chunk))
         return report
 
+    def _refuse_if_cancelled(self, batch_id: str) -> None:
+        with self._sessions() as session:
+            state = session.scalar(sa.select(Batch.state).where(Batch.id == batch_id))
+        if state is BatchState.CANCELLED:
+            raise InvalidInput(
+                "batch_id", f"batch {batch_id!r} was cancelled; nothing more enqueued"
+            )
+
     def _start(
-        self, batch_id: str, channel: ChannelType, template: str, source: str | None
+        self,
+        batch_id: str,
+        channel: ChannelType,
+        template: str,
+        source: str | None,
+        not_before: datetime | None,
     ) -> None:
         with self._sessions() as session, session.begin():
             batch = session.get(Batch, batch_id, with_for_update=True)
+            if batch is not None and batch.state is BatchState.CANCELLED:
+                raise InvalidInput(
+                    "batch_id", f"batch {batch_id!r} was cancelled; nothing enqueued"
+                )
             if batch is None:
-                batch = Batch(id=batch_id, channel=channel, template_key=template)
+                batch = Batch(
+                    id=batch_id, channel=channel, template_key=template, state=BatchState.SENDING
+                )
                 session.add(batch)
             elif (batch.channel, batch.template_key) != (channel, template):
                 raise InvalidInput(
@@ -205,9 +236,14 @@ class BatchProducer:
                     f"was started for {batch.channel.value} with template {batch.template_key!r}",
                 )
             batch.source = source
+            if not_before is not None:
+                batch.not_before = not_before.astimezone(UTC)
             batch.runs = (batch.runs or 0) + 1
             batch.total_rows = batch.enqueued = batch.already_sent = batch.rejected = 0
             batch.updated_at = utcnow()
+            steering = Steering(batch.state, batch.not_before)
+        if self._gate is not None:
+            self._gate.mirror(batch_id, steering)
 
     def _run_chunk(
         self,

@@ -12,9 +12,11 @@ from models.enums import SENT_CHANNELS
 from providers.base import Provider
 from providers.pacing import Credential, Hold, Pacer, PaceState
 from providers.registry import ProviderRegistry
+from services.sending.batch_control import BatchGate, Verdict
 from services.sending.batches import Publisher
 
 log = logging.getLogger(__name__)
+BATCH_LOTS = "batch:"
 
 
 @dataclass
@@ -23,6 +25,11 @@ class ReleaseReport:
 
     released: int = 0
     held: dict[str, int] = field(default_factory=dict)
+
+
+def batch_lot(batch_id: str) -> str:
+    """The lot a paused or scheduled batch's messages wait in."""
+    return f"{BATCH_LOTS}{batch_id}"
 
 
 def lot_of(credential: Credential, channel: str) -> str:
@@ -48,12 +55,17 @@ def holds(state: PaceState, channel: str) -> bool:
 
 
 def release_parked(
-    lots: ParkingLot, pacer: Pacer, providers: ProviderRegistry, publisher: Publisher
+    lots: ParkingLot,
+    pacer: Pacer,
+    providers: ProviderRegistry,
+    publisher: Publisher,
+    batches: BatchGate,
 ) -> ReleaseReport:
-    """Publish again every parked message whose credential nothing holds any more.
+    """Publish again every parked message that nothing holds any more.
 
-    A lot whose credential is no longer configured (the key was replaced) is released too:
-    its messages go out under the new key, or are held again if that one is held.
+    A provider lot goes when nothing holds its credential; one whose credential is no longer
+    configured (the key was replaced) goes too, under the new key (held again if that one is).
+    A batch lot goes when its batch is sending and due; a cancelled batch's lot is dropped.
     """
     credentials = {
         lot_of(provider.credential, "")[:-1]: provider.credential
@@ -62,6 +74,9 @@ def release_parked(
     }
     report = ReleaseReport()
     for lot in lots.lots():
+        if lot.startswith(BATCH_LOTS):
+            _release_batch(lots, lot, batches, publisher, report)
+            continue
         prefix, _, channel = lot.rpartition(":")
         credential = credentials.get(prefix)
         if credential is not None and holds(pacer.state(credential), channel):
@@ -75,6 +90,29 @@ def release_parked(
     if report.released:
         log.warning("released %d parked messages: their provider takes them again", report.released)
     return report
+
+
+def release_batch(lots: ParkingLot, batch_id: str, batches: BatchGate, publisher: Publisher) -> int:
+    """Publish a batch's parked messages now if it may send (a resume); how many went."""
+    report = ReleaseReport()
+    _release_batch(lots, batch_lot(batch_id), batches, publisher, report)
+    return report.released
+
+
+def _release_batch(
+    lots: ParkingLot, lot: str, batches: BatchGate, publisher: Publisher, report: ReleaseReport
+) -> None:
+    batch_id = lot.removeprefix(BATCH_LOTS)
+    verdict = batches.verdict(batch_id)
+    if verdict is Verdict.HOLD:
+        report.held[lot] = lots.count(lot)
+        return
+    for chunk in lots.messages(lot):
+        if verdict is Verdict.GO:
+            publisher.publish(chunk)
+            report.released += len(chunk)
+        lots.forget(lot, chunk)
+    lots.forget(lot, [])
 
 
 def parked_for(lots: ParkingLot | None, credential: Credential) -> int:

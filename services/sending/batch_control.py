@@ -1,0 +1,168 @@
+"""Steering a batch: pause, resume, cancel, a start time; and what a dispatch asks first.
+
+The batch's row is the truth; each change is recorded with who made it and why. Every dispatch
+of a batch asks the gate before it claims anything: a paused or not-yet-due batch's messages
+are parked (and go out again on resume, or when the time comes), a cancelled batch's are
+dropped. The gate reads a copy of the state kept in Redis, one round trip per message, and
+goes to the database when the copy is missing (Redis restarted) or there is no Redis at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+import sqlalchemy as sa
+
+from models.base import utcnow
+from models.batch import Batch, BatchAction, BatchState
+from models.queued import QueuedMessage
+from models.session import SessionFactory
+from services.errors import InvalidInput
+
+PREFIX = "interactions:batch"
+MIRROR_SECONDS = 7 * 24 * 3600
+
+
+class Verdict(enum.StrEnum):
+    """What a dispatch of a batch does now."""
+
+    GO = "go"
+    HOLD = "hold"  # paused, or scheduled for later: park it
+    DROP = "drop"  # cancelled: never send it
+
+
+@dataclass(frozen=True)
+class Steering:
+    """A batch's state as the gate sees it."""
+
+    state: BatchState
+    not_before: datetime | None
+
+    def verdict(self, now: datetime) -> Verdict:
+        """What a dispatch of this batch does at ``now``."""
+        if self.state is BatchState.CANCELLED:
+            return Verdict.DROP
+        if self.state is BatchState.PAUSED:
+            return Verdict.HOLD
+        if self.not_before is not None and self.not_before > now:
+            return Verdict.HOLD
+        return Verdict.GO
+
+    def encode(self) -> str:
+        """The copy kept in Redis."""
+        at = int(self.not_before.timestamp() * 1000) if self.not_before else 0
+        return f"{self.state.value}|{at}"
+
+    @classmethod
+    def decode(cls, text: str) -> Steering:
+        """The state a Redis copy holds."""
+        state, _, at = text.partition("|")
+        moment = datetime.fromtimestamp(int(at) / 1000, utcnow().tzinfo) if int(at or 0) else None
+        return cls(BatchState(state), moment)
+
+
+class BatchGate:
+    """Answers "may this batch's message go?" and keeps the Redis copy in step."""
+
+    def __init__(self, sessions: SessionFactory, client: redis.Redis | None) -> None:
+        self._sessions = sessions
+        self._redis = client
+
+    def verdict(self, batch_id: str, now: datetime | None = None) -> Verdict:
+        """What a dispatch of ``batch_id`` does now; a batch never recorded goes."""
+        steering = self.steering(batch_id)
+        return steering.verdict(now or utcnow()) if steering else Verdict.GO
+
+    def steering(self, batch_id: str) -> Steering | None:
+        """The batch's state, from the Redis copy or else the database."""
+        if self._redis is not None:
+            copy = self._redis.get(_key(batch_id))
+            if copy is not None:
+                return Steering.decode(copy.decode() if isinstance(copy, bytes) else str(copy))
+        with self._sessions() as session:
+            batch = session.get(Batch, batch_id)
+            steering = Steering(batch.state, batch.not_before) if batch else None
+        if steering is not None:
+            self.mirror(batch_id, steering)
+        return steering
+
+    def mirror(self, batch_id: str, steering: Steering) -> None:
+        """Write the Redis copy of a batch's state."""
+        if self._redis is not None:
+            self._redis.set(_key(batch_id), steering.encode(), ex=MIRROR_SECONDS)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an operator's action did."""
+
+    batch_id: str
+    before: BatchState
+    after: BatchState
+    changed: bool
+
+
+def change_state(
+    sessions: SessionFactory,
+    gate: BatchGate,
+    batch_id: str,
+    action: str,
+    actor: str,
+    reason: str | None,
+) -> Change:
+    """Pause, resume or cancel ``batch_id``, recorded with who and why; idempotent."""
+    targets = {
+        "pause": BatchState.PAUSED,
+        "resume": BatchState.SENDING,
+        "cancel": BatchState.CANCELLED,
+    }
+    after = targets[action]
+    with sessions() as session, session.begin():
+        batch = session.get(Batch, batch_id, with_for_update=True)
+        if batch is None:
+            raise InvalidInput("batch_id", f"no batch {batch_id!r} has been run")
+        before = batch.state
+        if before is BatchState.CANCELLED and after is not BatchState.CANCELLED:
+            raise InvalidInput("batch_id", f"batch {batch_id!r} was cancelled; it cannot {action}")
+        changed = before is not after
+        if changed:
+            batch.state = after
+            batch.updated_at = utcnow()
+            session.add(
+                BatchAction(
+                    batch_id=batch_id, action=action, actor=actor, reason=reason, at=utcnow()
+                )
+            )
+            if after is BatchState.CANCELLED:
+                # What was published and never claimed is dropped, not published again.
+                session.execute(sa.delete(QueuedMessage).where(QueuedMessage.batch_id == batch_id))
+        steering = Steering(batch.state, batch.not_before)
+    gate.mirror(batch_id, steering)
+    return Change(batch_id, before, after, changed)
+
+
+def forget_dropped(sessions: SessionFactory, idempotency_key: str) -> None:
+    """A cancelled batch's message was dropped: nothing should publish it again."""
+    with sessions() as session, session.begin():
+        session.execute(
+            sa.delete(QueuedMessage).where(QueuedMessage.idempotency_key == idempotency_key)
+        )
+
+
+def actions(sessions: SessionFactory, batch_id: str) -> list[BatchAction]:
+    """A batch's history of operators' actions, oldest first."""
+    with sessions() as session:
+        return list(
+            session.scalars(
+                sa.select(BatchAction)
+                .where(BatchAction.batch_id == batch_id)
+                .order_by(BatchAction.id)
+            )
+        )
+
+
+def _key(batch_id: str) -> str:
+    return f"{PREFIX}:{batch_id}"
