@@ -49,7 +49,8 @@ DEEP = 1500
 
 @pytest.fixture
 def client(db: Database, test_settings: Settings) -> Iterator[FlaskClient]:
-    app = create_app(webhook_settings(test_settings), RecordingQueue(), db.sessions)
+    roomy = webhook_settings(test_settings, webhook_max_body_bytes=65536)  # the default
+    app = create_app(roomy, RecordingQueue(), db.sessions)
     with app.test_client() as test_client:
         yield test_client
 
@@ -96,7 +97,7 @@ POISONED_SIGNED = {
     ),
     "deep nesting": b'{"type": "t", "x": ' + deep(DEEP) + b"}",
     "deep nesting alone": deep(DEEP),
-    "huge integer": b'{"type": ' + b"9" * 5000 + b"}",
+    "huge integer": b'{"type": "t", "n": ' + b"9" * 5000 + b"}",
 }
 
 POISONED_NOTIFY = {
@@ -112,7 +113,7 @@ POISONED_NOTIFY = {
     ),
     "deep nesting": b'{"id": "N-5", "x": ' + deep(DEEP) + b"}",
     "deep nesting alone": deep(DEEP),
-    "huge integer": b'{"id": ' + b"9" * 5000 + b"}",
+    "huge integer": b'{"id": "N-8", "n": ' + b"9" * 5000 + b"}",
 }
 
 
