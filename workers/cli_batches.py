@@ -10,6 +10,7 @@ from config.settings import get_settings
 from models.base import utcnow
 from models.enums import ChannelType
 from providers.base import NoProviderForChannel
+from services.callbacks import inbox
 from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
@@ -94,6 +95,12 @@ def batch_status_command(batch_id: str) -> None:
     held = provider_hold(status.channel)
     if held:
         click.echo(held)
+    rejected = inbox.rejected_count(sessions)
+    if rejected:
+        click.echo(
+            f"provider callbacks rejected (all batches; kept with the reason, never applied): "
+            f"{rejected}"
+        )
 
 
 def provider_hold(channel: str) -> str | None:

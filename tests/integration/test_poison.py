@@ -204,6 +204,7 @@ def test_a_poisoned_row_is_rejected_alone_and_the_drain_applies_the_next(
     assert _row(db, bad).body == body.decode()  # kept as received
     assert _row(db, good).state is InboundState.APPLIED
     assert _delivered(db, sent)
+    assert inbox.rejected_count(db.sessions) == 1
 
 
 @pytest.mark.parametrize(("provider", "body"), STORED_POISON.values(), ids=STORED_POISON.keys())
