@@ -34,6 +34,12 @@ class InboundEvent(Base):
             postgresql_where=sa.text("state IN ('received', 'orphan')"),
             sqlite_where=sa.text("state IN ('received', 'orphan')"),
         ),
+        sa.Index(
+            "ix_inbound_events_rejected",
+            "settled_at",
+            postgresql_where=sa.text("state = 'rejected'"),
+            sqlite_where=sa.text("state = 'rejected'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -46,6 +52,8 @@ class InboundEvent(Base):
         value_enum(InboundState, "inbound_state"), nullable=False, default=InboundState.RECEIVED
     )
     outcome: Mapped[str | None] = mapped_column(sa.String(32))
+    # Why a rejected callback could not be applied: the field and the problem, not the value.
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     received_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
     settled_at: Mapped[datetime | None]

@@ -35,13 +35,23 @@ def _retries_for(window: float) -> int:
 
 @project_task(TaskName.APPLY_STATUS_EVENT)
 def apply_status_event(self: Task, *, event_id: int) -> None:
-    """Apply a stored callback; one matching nothing yet is retried, then kept as an orphan."""
+    """Apply a stored callback; one matching nothing yet is retried, then kept as an orphan.
+
+    One that cannot be applied is settled as rejected with its reason (the dead letter).
+    """
+    if not isinstance(event_id, int) or isinstance(event_id, bool):
+        # A message no inbox row can answer: dead-lettered in the log, never retried.
+        log.error("status event message dead-lettered: 'event_id' is not an inbox id")
+        return
     here = container()
     max_retries = _retries_for(here.settings.status_retry_window_seconds)
     final = self.request.retries >= max_retries
     try:
         outcome = inbox.apply(here.sessions, event_id, final, utcnow())
-    except DBAPIError:
+    except Exception as exc:  # content errors never get here: inbox settles them
+        # Transient errors retry for as long as they last; an unexpected one until ``final``,
+        # when inbox.apply settles the row as rejected instead of raising.
+        log.warning("status event %s not applied yet: %s", event_id, type(exc).__name__)
         raise self.retry(
             countdown=backoff(self.request.retries, BASE_DELAY, MAX_DELAY), max_retries=None
         ) from None

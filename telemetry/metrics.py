@@ -50,6 +50,11 @@ PROVIDER_ERRORS = Counter(
 WEBHOOK_EVENTS = Counter(
     "interactions_webhook_events", "Provider callbacks received, by result.", ("provider", "result")
 )
+CALLBACKS_REJECTED = Counter(
+    "interactions_callbacks_rejected",
+    "Stored callbacks settled as rejected, never to be applied, by cause.",
+    ("provider", "cause"),
+)
 CLAIMS_RECONCILED = Counter(
     "interactions_claims_reconciled",
     "Expired claims settled by reconciliation, by result.",
@@ -172,6 +177,11 @@ def batch_message_held(verdict: object) -> None:
 def webhook_event(provider: str, result: str) -> None:
     """Count one callback answered by the webhook app."""
     WEBHOOK_EVENTS.labels(provider, result).inc()
+
+
+def callback_rejected(provider: str, cause: str) -> None:
+    """Count one stored callback settled as rejected (a content error or a persistent fault)."""
+    CALLBACKS_REJECTED.labels(_label(provider), cause).inc()
 
 
 def claims_reconciled(**counts: int) -> None:

@@ -12,6 +12,7 @@ from models.base import utcnow
 from models.batch import BatchState
 from models.enums import ChannelType, InteractionStatus
 from providers.base import NoProviderForChannel
+from services.callbacks import inbox
 from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
@@ -136,6 +137,12 @@ def batch_status_command(batch_id: str) -> None:
     held = provider_hold(status.channel)
     if held:
         click.echo(held)
+    rejected = inbox.rejected_count(sessions)
+    if rejected:
+        click.echo(
+            f"provider callbacks rejected (all batches; kept with the reason, never applied): "
+            f"{rejected}"
+        )
 
 
 def steering_lines(

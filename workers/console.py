@@ -31,6 +31,7 @@ from werkzeug.wrappers import Response
 from config.settings import Settings, get_settings
 from models.enums import ChannelType
 from models.session import SessionFactory
+from services.callbacks import inbox
 from services.errors import InvalidInput
 from services.sending import validation
 from services.sending.batches import Publisher
@@ -109,6 +110,7 @@ def template_globals(state: BlueprintSetupState) -> None:
         ResendKind=ResendKind,
         error_input=error_input,
         provider_holds=provider_holds,
+        rejected_callbacks=rejected_callbacks,
     )
 
 
@@ -125,6 +127,14 @@ def provider_holds() -> list[str]:
         ]
     except (ValueError, redis.RedisError):
         return []  # a console without the providers' settings, or Redis away: no banner
+
+
+def rejected_callbacks() -> int:
+    """Provider callbacks settled as rejected, for a banner: receipts that changed nothing."""
+    try:
+        return inbox.rejected_count(services().sessions)
+    except SQLAlchemyError:
+        return 0  # the page itself says when the database is away
 
 
 def error_input(error: object) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from config.settings import Settings
 from models.base import utcnow
@@ -105,6 +105,10 @@ def receive(
     try:
         # One INSERT per callback: autocommit saves the COMMIT's round trip.
         stored = inbox.store(here.autocommit_sessions, provider, parsed, body, utcnow())
+    except (DataError, ValueError) as exc:
+        # The parser refuses what cannot be stored; this is the last guard, never a 5xx.
+        log.error("callback refused by the database on %s: %s", provider, type(exc).__name__)
+        return _answer(400, "a value in the body cannot be stored")
     except SQLAlchemyError as exc:
         log.error("callback not stored on %s: %s", provider, type(exc).__name__)
         return _answer(503, "the event could not be stored; try again")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -21,10 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from models.inbound import InboundEvent, InboundState
+from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.callbacks import status_events
+from services.callbacks.failures import Cause, cause_of, reason_for
 from services.callbacks.parsing import MalformedCallback, ParsedCallback, parse
 from services.ledger.transitions import Outcome
+from telemetry import metrics
 
 
 class Receipt(enum.StrEnum):
@@ -99,31 +103,59 @@ def store(
     return Stored(existing.id, Receipt.ALREADY_SETTLED if settled else Receipt.UNSETTLED)
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What one attempt at a stored callback came to: its outcome, the row's next state, why."""
+
+    outcome: Outcome
+    state: InboundState
+    reason: str | None = None
+    cause: Cause | None = None
+
+
 def apply(sessions: SessionFactory, inbound_id: int, final: bool, now: datetime) -> Outcome:
-    """Apply a stored callback; UNKNOWN_REFERENCE means try later, unless ``final``."""
+    """Apply a stored callback; UNKNOWN_REFERENCE means try later, unless ``final``.
+
+    A content error settles the row as rejected; a transient error is raised for a retry, and
+    so is an unexpected one until ``final``, when the row is settled as rejected with its class.
+    """
     with sessions() as session:
         row = session.get(InboundEvent, inbound_id)
         if row is None or row.state in (InboundState.APPLIED, InboundState.REJECTED):
             return Outcome.DUPLICATE
         provider, event_id, body = row.provider, row.event_id, row.body
-    outcome, state = _apply_body(sessions, provider, event_id, body, final, now)
+    try:
+        settlement = _apply_body(sessions, provider, event_id, body, final, now)
+    except Exception as exc:  # sorted by cause: only a content error or a last try settles
+        settlement = _settle_failure(exc, final)
     with sessions() as session, session.begin():
-        session.execute(_settle_statement(inbound_id, state, outcome, now))
-    return outcome
+        session.execute(_settle_statement(inbound_id, settlement, now))
+    _count_rejected(provider, settlement)
+    return settlement.outcome
+
+
+def _settle_failure(exc: Exception, final: bool) -> Settlement:
+    """The rejection ``exc`` earns, or ``exc`` raised again when a retry may succeed."""
+    cause = cause_of(exc)
+    if cause is Cause.TRANSIENT or (cause is Cause.UNEXPECTED and not final):
+        raise exc
+    return Settlement(Outcome.MALFORMED, InboundState.REJECTED, reason_for(exc), cause)
+
+
+def _count_rejected(provider: str, settlement: Settlement) -> None:
+    if settlement.state is InboundState.REJECTED and settlement.cause is not None:
+        metrics.callback_rejected(provider, settlement.cause.value)
 
 
 def _apply_body(
     sessions: SessionFactory, provider: str, event_id: str, body: str, final: bool, now: datetime
-) -> tuple[Outcome, InboundState]:
+) -> Settlement:
     """Apply one stored body to its interaction: the outcome, and the inbox row's next state."""
-    try:
-        parsed = parse(provider, body.encode(), event_id)
-    except MalformedCallback:
-        return Outcome.STALE, InboundState.REJECTED
+    parsed = parse(provider, body.encode(), event_id)
     update = status_events.apply(sessions, replace(parsed.event, keep_orphan=final), now)
     if update.outcome is not Outcome.UNKNOWN_REFERENCE:
-        return update.outcome, InboundState.APPLIED
-    return update.outcome, InboundState.ORPHAN if final else InboundState.RECEIVED
+        return Settlement(update.outcome, InboundState.APPLIED)
+    return Settlement(update.outcome, InboundState.ORPHAN if final else InboundState.RECEIVED)
 
 
 @dataclass(frozen=True)
@@ -149,12 +181,14 @@ def drain(
     """Apply up to ``limit`` untried callbacks, oldest first; ``more()`` when the batch was full.
 
     On PostgreSQL the whole batch is one transaction on one connection: the inbox rows are
-    locked (``FOR UPDATE SKIP LOCKED``, so two drains never take one row), each event is
-    applied in a savepoint of it (a duplicate undoes only itself) and each row settled in it.
-    A drain that dies leaves its batch as it was, for the next one; an event applied twice is
-    recorded once. One connection per drain, however many drains run at once. A callback
-    whose interaction is not known yet is handed to ``retry_alone`` once the batch is
-    committed, which retries it with backoff and in the end keeps it as an orphan.
+    locked (``FOR UPDATE SKIP LOCKED``, so two drains never take one row), then the
+    interactions they name, in id order, so two drains wait for each other instead of
+    deadlocking; each event is applied in a savepoint of its own and its row settled. An event
+    whose content cannot be applied is settled as rejected alone; a transient error (deadlock,
+    serialization, lost connection) rolls the batch back for a retry; an unexpected one hands
+    the event on. A callback whose interaction is not known yet is handed to ``retry_alone``
+    once the batch is committed, which retries it with backoff and in the end keeps it as an
+    orphan.
     """
     fresh = (
         sa.select(_TABLE.c.id, _TABLE.c.provider, _TABLE.c.event_id, _TABLE.c.body)
@@ -171,10 +205,12 @@ def drain(
             batch = session.execute(fresh).all()
         return _drain_unlocked(sessions, batch, limit, more, retry_alone, now)
     handed_on: list[int] = []
+    rejected: list[tuple[str, Settlement]] = []
     with _transaction(bind) as connection:
         batch = connection.execute(fresh.with_for_update(skip_locked=True)).all()
         if len(batch) == limit:
             more()  # others may be waiting: another worker thread drains them meanwhile
+        _lock_interactions(connection, batch)
 
         def joined() -> Session:
             return Session(
@@ -182,13 +218,51 @@ def drain(
             )
 
         for row in batch:
-            outcome, state = _apply_body(joined, row.provider, row.event_id, row.body, False, now())
-            connection.execute(_settle_statement(row.id, state, outcome, now()))
-            if outcome is Outcome.UNKNOWN_REFERENCE:
+            applied_at = now()
+            try:
+                with connection.begin_nested():
+                    settlement = _apply_body(
+                        joined, row.provider, row.event_id, row.body, False, applied_at
+                    )
+            except Exception as exc:  # sorted by cause: transient ones roll the batch back
+                if cause_of(exc) is Cause.UNEXPECTED:
+                    connection.execute(_tried_statement(row.id))
+                    handed_on.append(row.id)
+                    continue
+                settlement = _settle_failure(exc, final=False)
+            connection.execute(_settle_statement(row.id, settlement, now()))
+            if settlement.outcome is Outcome.UNKNOWN_REFERENCE:
                 handed_on.append(row.id)
+            rejected.append((row.provider, settlement))
+    for provider, settlement in rejected:
+        _count_rejected(provider, settlement)
     for inbound_id in handed_on:
         retry_alone(inbound_id)
     return Drained(tuple(row.id for row in batch), tuple(handed_on))
+
+
+def _lock_interactions(connection: Connection, batch: Sequence[Any]) -> None:
+    """Lock every interaction the batch names, in id order: concurrent drains never deadlock."""
+    references: set[str] = set()
+    uuids: set[uuid.UUID] = set()
+    for row in batch:
+        try:
+            event = parse(row.provider, row.body.encode(), row.event_id).event
+        except MalformedCallback:
+            continue  # rejected when its turn comes
+        references.add(event.reference)
+        for candidate in (event.own_reference, event.reference):
+            with contextlib.suppress(ValueError):
+                uuids.add(uuid.UUID(candidate or ""))
+    if not references:
+        return
+    table = CustomerInteraction
+    connection.execute(
+        sa.select(table.id)
+        .where(sa.or_(table.provider_reference.in_(references), table.interaction_uuid.in_(uuids)))
+        .order_by(table.id)
+        .with_for_update()
+    )
 
 
 @contextlib.contextmanager
@@ -214,17 +288,24 @@ def _drain_unlocked(
         more()
     handed_on: list[int] = []
     for row in batch:
-        if apply(sessions, row.id, final=False, now=now()) is Outcome.UNKNOWN_REFERENCE:
+        try:
+            outcome = apply(sessions, row.id, final=False, now=now())
+        except Exception as exc:  # only an unexpected error is handed on; others go up
+            if cause_of(exc) is not Cause.UNEXPECTED:
+                raise
+            with sessions() as session, session.begin():
+                session.execute(_tried_statement(row.id))
+            outcome = Outcome.UNKNOWN_REFERENCE
+        if outcome is Outcome.UNKNOWN_REFERENCE:
             handed_on.append(row.id)
             retry_alone(row.id)
     return Drained(tuple(row.id for row in batch), tuple(handed_on))
 
 
-def _settle_statement(
-    inbound_id: int, state: InboundState, outcome: Outcome, now: datetime
-) -> sa.Update:
+def _settle_statement(inbound_id: int, settlement: Settlement, now: datetime) -> sa.Update:
     """Record an attempt at the inbox row: its state and outcome, and when it settled."""
-    label = (Outcome.MALFORMED if state is InboundState.REJECTED else outcome).value
+    state = settlement.state
+    label = (Outcome.MALFORMED if state is InboundState.REJECTED else settlement.outcome).value
     settled_at = now if state in (InboundState.APPLIED, InboundState.REJECTED) else None
     return (
         sa.update(InboundEvent)
@@ -232,10 +313,31 @@ def _settle_statement(
         .values(
             state=state,
             outcome=label,
+            reason=settlement.reason,
             attempts=InboundEvent.attempts + 1,
             settled_at=settled_at,
         )
     )
+
+
+def _tried_statement(inbound_id: int) -> sa.Update:
+    """Count an attempt that settled nothing: the row waits for its retry alone, not a drain."""
+    return (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id == inbound_id)
+        .values(attempts=InboundEvent.attempts + 1)
+    )
+
+
+def rejected_count(sessions: SessionFactory) -> int:
+    """How many stored callbacks were settled as rejected (kept, never applied)."""
+    with sessions() as session:
+        count = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(InboundEvent)
+            .where(InboundEvent.state == InboundState.REJECTED)
+        )
+    return int(count or 0)
 
 
 def unsettled(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from models.enums import InteractionStatus, InvalidEnumValue, parse_enum
@@ -19,6 +19,9 @@ from services.sending.validation import is_printable
 NOTIFY = "notify"
 SIGNED = "signed"
 MAX_DEPTH = 4
+# Receipts for messages this service sent: anything outside is a provider's mistake.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class MalformedCallback(ValueError):
@@ -34,23 +37,74 @@ class ParsedCallback:
 
 
 def _object(body: bytes) -> dict[str, Any]:
+    if _too_deep(body, MAX_DEPTH):
+        raise MalformedCallback("the body is nested too deeply")
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise MalformedCallback("the body is not JSON") from None
+    except ValueError:  # an integer too long to convert, among others
+        raise MalformedCallback("the body holds a number out of range") from None
     if not isinstance(data, dict):
         raise MalformedCallback("the body is not a JSON object")
-    if _depth(data) > MAX_DEPTH:
-        raise MalformedCallback("the body is nested too deeply")
+    _refuse_unstorable(data)
     return data
 
 
-def _depth(value: object, level: int = 1) -> int:
+def _too_deep(body: bytes, limit: int) -> bool:
+    """Whether ``body`` nests arrays and objects deeper than ``limit``, read before parsing."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # every real callback: no need to look closer
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys appear once: a repeated key would let the last one win unseen."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise MalformedCallback("the body repeats a key")
+    return data
+
+
+def _refuse_unstorable(value: object, where: str = "the body") -> None:
+    """Refuse any key or string holding NUL or a lone surrogate: no database can store them."""
     if isinstance(value, dict):
-        return max([level, *(_depth(v, level + 1) for v in value.values())])
-    if isinstance(value, list):
-        return max([level, *(_depth(v, level + 1) for v in value)])
-    return level
+        for key, item in value.items():
+            _refuse_unstorable(key, where)
+            _refuse_unstorable(item, repr(key) if _storable(key) else where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_unstorable(item, where)
+    elif isinstance(value, str) and not _storable(value):
+        raise MalformedCallback(f"{where} holds NUL or an unpaired surrogate")
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` is free of NUL and encodes as UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(data: dict[str, Any], name: str, required: bool = True) -> str | None:
@@ -68,13 +122,21 @@ def _time(data: dict[str, Any], name: str) -> datetime | None:
     value = data.get(name)
     if value in (None, ""):
         return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise MalformedCallback(f"{name!r} is not an ISO 8601 time")
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise MalformedCallback(f"{name!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise MalformedCallback(f"{name!r} must carry a time zone")
-    return parsed
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        raise MalformedCallback(f"{name!r} is out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise MalformedCallback(f"{name!r} is out of range")
+    return utc
 
 
 def parse_notify(body: bytes) -> ParsedCallback:
@@ -84,7 +146,7 @@ def parse_notify(body: bytes) -> ParsedCallback:
     raw_status = _text(data, "status")
     status = notify_status(raw_status or "")
     if status is None:
-        raise MalformedCallback(f"unknown Notify status {raw_status!r}")
+        raise MalformedCallback("'status' is not a Notify status")
     reason = raw_status if status is InteractionStatus.FAILED else None
     event = StatusEvent(
         reference=notification_id or "",
@@ -102,6 +164,8 @@ def parse_notify(body: bytes) -> ParsedCallback:
 
 def parse_signed(body: bytes, webhook_id: str) -> ParsedCallback:
     """A Standard Webhooks event: ``{"type", "timestamp", "data": {"reference", "status"}}``."""
+    if not webhook_id or len(webhook_id) > 255 or not is_printable(webhook_id):
+        raise MalformedCallback("'webhook-id' must be 1-255 printable characters")
     data = _object(body)
     payload = data.get("data")
     if not isinstance(payload, dict):
@@ -109,8 +173,8 @@ def parse_signed(body: bytes, webhook_id: str) -> ParsedCallback:
     reference = _text(payload, "reference")
     try:
         status = parse_enum(InteractionStatus, payload.get("status"))
-    except InvalidEnumValue as exc:
-        raise MalformedCallback(str(exc)) from None
+    except InvalidEnumValue:
+        raise MalformedCallback("'status' is not a known status") from None
     event = StatusEvent(
         reference=reference or "",
         status=status,
@@ -119,7 +183,7 @@ def parse_signed(body: bytes, webhook_id: str) -> ParsedCallback:
         occurred_at=_time(payload, "occurred_at"),
         reason=_text(payload, "reason", required=False),
         source="callback:signed",
-        detail={"type": str(data.get("type", ""))[:64]},
+        detail={"type": (_text(data, "type", required=False) or "")[:64]},
     )
     return ParsedCallback(webhook_id, event)
 
