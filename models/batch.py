@@ -37,7 +37,10 @@ class Batch(Base):
     rejected: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     runs: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     state: Mapped[BatchState] = mapped_column(
-        value_enum(BatchState, "batch_state"), nullable=False, default=BatchState.SENDING
+        value_enum(BatchState, "batch_state"),
+        nullable=False,
+        default=BatchState.SENDING,
+        server_default=BatchState.SENDING.value,
     )
     # Nothing of the batch goes before this moment (a scheduled send); None: at once.
     not_before: Mapped[datetime | None]

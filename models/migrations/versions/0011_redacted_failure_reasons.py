@@ -7,7 +7,7 @@ rows whose text could hold either (an "@", or seven digits in a row of digits an
 a batch at a time, and rewrites a row only where redaction changed it.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from models.redaction import FREE_TEXT_KEYS, redact_personal
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Batches an operator steers: a state (sending, paused, cancelled), a start time, a history.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-05
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -23,8 +23,6 @@ def upgrade() -> None:
     with op.batch_alter_table("batches") as batch:
         batch.add_column(sa.Column("state", STATE, nullable=False, server_default="sending"))
         batch.add_column(sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("batches") as batch:
-        batch.alter_column("state", server_default=None)
     op.create_table(
         "batch_actions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True),
