@@ -99,6 +99,10 @@ class LookupUnsupported(Exception):
     """The provider cannot be asked about a message (SMTP): a person must decide."""
 
 
+class TemplateProblem(ValueError):
+    """A template cannot be sent as asked: unknown to the provider, or missing placeholders."""
+
+
 class NoProviderForChannel(LookupError):
     """No provider is configured for the channel asked for."""
 
@@ -117,3 +121,12 @@ class Provider(abc.ABC):
     def lookup(self, reference: str) -> LookupResult:
         """Ask the provider about the message we sent with ``reference``."""
         raise LookupUnsupported(f"{self.name} cannot look messages up by reference")
+
+    def check_template(  # noqa: B027 - accepting every key is the default, not a gap
+        self, template_key: str, channel: ChannelType, fields: set[str]
+    ) -> None:
+        """Raise TemplateProblem unless ``template_key`` can be sent with payloads of ``fields``.
+
+        Asked once per batch, before anything is enqueued; a provider that cannot tell
+        accepts every key.
+        """

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from models.enums import ChannelType
 from providers.base import (
     AmbiguousProviderError,
     LookupResult,
@@ -47,6 +48,10 @@ class InstrumentedProvider(Provider):
     def lookup(self, reference: str) -> LookupResult:
         """Look up through the wrapped provider."""
         return self._timed("lookup", lambda: self.inner.lookup(reference))
+
+    def check_template(self, template_key: str, channel: ChannelType, fields: set[str]) -> None:
+        """Ask the wrapped provider."""
+        self.inner.check_template(template_key, channel, fields)
 
     def _timed(self, operation: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()

@@ -31,6 +31,7 @@ from providers.base import (
     ProviderError,
     RateLimited,
     SendReceipt,
+    TemplateProblem,
     TransientProviderError,
 )
 from providers.pacing import Credential
@@ -246,6 +247,15 @@ class NotifyProvider(Provider):
             pool_size=settings.provider_pool_size,
             per_minute=settings.notify_rate_per_minute,
         )
+
+    def check_template(self, template_key: str, channel: ChannelType, fields: set[str]) -> None:
+        """The key must map to a Notify template id; its placeholders live at Notify."""
+        if template_key not in self._templates:
+            known = ", ".join(sorted(self._templates)) or "none"
+            raise TemplateProblem(
+                f"template {template_key!r} is not mapped to a Notify template "
+                f"(INTERACTIONS_NOTIFY_TEMPLATES knows: {known})"
+            )
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         """POST the message to Notify; the interaction UUID travels as Notify's ``reference``."""

@@ -28,6 +28,7 @@ from providers.base import (
     Provider,
     ProviderError,
     SendReceipt,
+    TemplateProblem,
     TransientProviderError,
 )
 from providers.pacing import Credential
@@ -95,6 +96,19 @@ class SmtpProvider(Provider):
             templates=TemplateStore(Path(settings.templates_dir)),
             per_minute=settings.smtp_rate_per_minute,
         )
+
+    def check_template(self, template_key: str, channel: ChannelType, fields: set[str]) -> None:
+        """The template file must exist and compile, and ``fields`` cover its placeholders."""
+        try:
+            needed = self._templates.placeholders(template_key, channel.value)
+        except TemplateError as exc:
+            raise TemplateProblem(str(exc)) from None
+        missing = sorted(needed - fields)
+        if missing:
+            raise TemplateProblem(
+                f"template {template_key!r} needs {', '.join(missing)}, "
+                "which the recipients' columns do not give"
+            )
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         """Render and send one email; its Message-ID carries the interaction's UUID."""

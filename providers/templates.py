@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
@@ -75,6 +75,22 @@ class TemplateStore:
         """The text of SMS template ``key``, with ``payload`` as its variables."""
         return self._render(self._template(key, "sms").body, payload, key, "sms")
 
+    def placeholders(self, key: str, kind: str) -> set[str]:
+        """The variables template ``key`` of ``kind`` (email or sms) uses; TemplateError if none."""
+        source = self._read(self._checked_key(key), kind)
+        try:
+            return set(meta.find_undeclared_variables(self._env.parse(source)))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {key!r} ({kind}) has a syntax error at line {exc.lineno}: {exc.message}"
+            ) from None
+
+    @staticmethod
+    def _checked_key(key: str) -> str:
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise TemplateError("template key must be 1-100 letters, digits and _ . -")
+        return key
+
     def _template(self, key: str, kind: str) -> _Compiled:
         with self._lock:
             cached = self._compiled.get((key, kind))
@@ -86,9 +102,7 @@ class TemplateStore:
             return self._compiled.setdefault((key, kind), compiled)
 
     def _compile(self, key: str, kind: str) -> _Compiled:
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise TemplateError("template key must be 1-100 letters, digits and _ . -")
-        source = self._read(key, kind)
+        source = self._read(self._checked_key(key), kind)
         try:
             if kind == "email":
                 subject, body = _split_email(key, source)

@@ -28,6 +28,7 @@ from broker.wake import InboxWake
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.crypto import KeyRing, keyring
+from models.enums import ChannelType
 from models.session import SessionFactory, build_engine, session_factory
 from providers.pacing import Pacer, PaceSettings, RedisPacer, Unpaced
 from providers.registry import ProviderRegistry
@@ -247,8 +248,17 @@ class Container:
     def batch_producer(self) -> BatchProducer:
         """Streams a batch's recipients into dispatch tasks."""
         return BatchProducer(
-            self.sessions, self.publisher, self.settings, self.current_epoch, self.batch_gate
+            self.sessions,
+            self.publisher,
+            self.settings,
+            self.current_epoch,
+            self.batch_gate,
+            self.check_template,
         )
+
+    def check_template(self, channel: ChannelType, template_key: str, fields: set[str]) -> None:
+        """Whether the channel's provider can send ``template_key`` with payloads of ``fields``."""
+        self.providers.for_channel(channel).check_template(template_key, channel, fields)
 
     @part
     def batch_gate(self) -> BatchGate:

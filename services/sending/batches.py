@@ -21,6 +21,7 @@ from models.batch import Batch, BatchState
 from models.enums import SENT_OR_BEYOND, ChannelType
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
+from providers.base import TemplateProblem
 from services.errors import InvalidInput
 from services.sending import queued, validation
 from services.sending.batch_control import BatchGate, Steering
@@ -52,6 +53,10 @@ class DispatchMessage:
             "recipient": self.recipient,
             "batch_id": self.batch_id,
         }
+
+
+# Raises TemplateProblem unless the channel's provider can send the template with these fields.
+TemplateCheck = Callable[[ChannelType, str, set[str]], None]
 
 
 class TaskMessage(Protocol):
@@ -162,8 +167,10 @@ class BatchProducer:
         settings: Settings,
         broker_epoch: Callable[[], str | None] = lambda: None,
         gate: BatchGate | None = None,
+        templates: TemplateCheck | None = None,
     ) -> None:
         self._sessions = sessions
+        self._templates = templates
         self._publisher = publisher
         self._settings = settings
         self._broker_epoch = broker_epoch
@@ -191,17 +198,37 @@ class BatchProducer:
         template = validation.template_key(template_key)
         if not_before is not None and not_before.tzinfo is None:
             raise InvalidInput("not_before", "must say its time zone (e.g. 09:00-08:00 or Z)")
-        self._start(batch_id, parsed_channel, template, source, not_before)
-        report = BatchReport(batch_id)
         chunk_size = self._settings.batch_chunk_size
         iterator = iter(rows)
-        while chunk := list(itertools.islice(iterator, chunk_size)):
+        first = list(itertools.islice(iterator, chunk_size))
+        self._check_template(parsed_channel, template, first)
+        self._start(batch_id, parsed_channel, template, source, not_before)
+        report = BatchReport(batch_id)
+        chunks = itertools.chain(
+            [first], iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
+        )
+        for chunk in chunks:
+            if not chunk:
+                break
             self._refuse_if_cancelled(batch_id)
             self._run_chunk(report, batch_id, parsed_channel, template, chunk)
             self._save_progress(batch_id, report)
             if on_progress:
                 on_progress(len(chunk))
         return report
+
+    def _check_template(
+        self, channel: ChannelType, template: str, first: list[RecipientRow | Rejection]
+    ) -> None:
+        """Refuse, before anything is enqueued, a template the provider cannot send as asked."""
+        if self._templates is None:
+            return
+        sample = next((row for row in first if isinstance(row, RecipientRow)), None)
+        fields = set(sample.payload) if sample is not None else set()
+        try:
+            self._templates(channel, template, fields)
+        except TemplateProblem as exc:
+            raise InvalidInput("template_key", f"{exc}; nothing was enqueued") from None
 
     def _refuse_if_cancelled(self, batch_id: str) -> None:
         with self._sessions() as session:

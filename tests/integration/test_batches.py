@@ -11,11 +11,15 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models import Batch
 from models.base import utcnow
+from models.enums import ChannelType
+from providers.notify import NotifyProvider
+from providers.smtp import SmtpProvider
 from services.errors import InvalidInput
 from services.sending.batch_status import batch_status
-from services.sending.batches import BatchProducer, DispatchMessage, read_csv
+from services.sending.batches import BatchProducer, DispatchMessage, TemplateCheck, read_csv
 from services.sending.communication import CommunicationService
 from tests.conftest import Database
+from tests.stub_fixtures import TEST_API_KEY
 
 
 class RecordingPublisher:
@@ -141,3 +145,47 @@ def test_a_batch_id_is_tied_to_its_channel_and_template(
         producer.run("b5", "sms", "welcome", read_csv(csv_bytes("customer_id", "C-1")))
     with db.sessions() as session:
         assert session.get_one(Batch, "b5").runs == 1
+
+
+def _template_check(test_settings: Settings) -> TemplateCheck:
+    notify = NotifyProvider(
+        "http://127.0.0.1:9", TEST_API_KEY, {"welcome": "f33517ff-2a88-4f6e-b855-c550268ce08a"}
+    )
+    smtp = SmtpProvider.from_settings(test_settings)
+    chosen = {ChannelType.EMAIL: smtp, ChannelType.SMS: notify}
+
+    def check(channel: ChannelType, key: str, fields: set[str]) -> None:
+        chosen[channel].check_template(key, channel, fields)
+
+    return check
+
+
+def test_a_template_the_provider_does_not_know_is_refused_before_anything_is_enqueued(
+    db: Database, test_settings: Settings
+) -> None:
+    publisher = RecordingPublisher()
+    producer = BatchProducer(
+        db.sessions, publisher, test_settings, templates=_template_check(test_settings)
+    )
+    rows = read_csv(io.BytesIO(b"customer_id,recipient,name\nC-1,+16135550101,Ada\n"))
+    with pytest.raises(InvalidInput, match="'welcom' is not mapped") as refused:
+        producer.run("typo", "sms", "welcom", rows)
+    assert "nothing was enqueued" in str(refused.value)
+    assert publisher.messages == []
+    with db.sessions() as session:
+        assert session.get(Batch, "typo") is None
+
+
+def test_a_template_whose_placeholders_the_columns_miss_is_refused(
+    db: Database, test_settings: Settings
+) -> None:
+    publisher = RecordingPublisher()
+    producer = BatchProducer(
+        db.sessions, publisher, test_settings, templates=_template_check(test_settings)
+    )
+    missing = read_csv(io.BytesIO(b"customer_id,recipient,city\nC-1,ada@example.org,Ottawa\n"))
+    with pytest.raises(InvalidInput, match="'welcome' needs name"):
+        producer.run("no-name", "email", "welcome", missing)
+    assert publisher.messages == []
+    covered = read_csv(io.BytesIO(b"customer_id,recipient,name\nC-1,ada@example.org,Ada\n"))
+    assert producer.run("named", "email", "welcome", covered).enqueued == 1
