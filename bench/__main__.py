@@ -118,6 +118,14 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
                 "BENCH_BROKER_URL": f"{REDIS}/10",
             },
         ),
+        "paused": (
+            "bench.paused",
+            ["--recipients", "5000"] if quick else [],
+            {
+                "BENCH_DATABASE_URL": database("bench_scale_paused"),
+                "BENCH_BROKER_URL": f"{REDIS}/10",
+            },
+        ),
         "webhooks": (
             "bench.webhooks",
             ["--settings", "2x4", "--requests", "3000", "--warmup", "300", "--processes", "1"]
@@ -149,7 +157,8 @@ def estimate(quick: bool) -> str:
     if quick:
         return "about 3 minutes"
     # generate 1M, pipeline, pace (three batches of 10,000), webhooks x3 settings, archive, timeline
-    minutes = 1 + 2 + 8 + 3 + 2 + 1
+    # and a paused batch of 100,000 (parked, then resumed)
+    minutes = 1 + 2 + 8 + 4 + 3 + 2 + 1
     if not exists("bench_scale_10m"):
         minutes += 6
     if not exists("bench_scale_1m"):
@@ -177,7 +186,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small counts, about three minutes")
     parser.add_argument(
-        "--only", help="comma-separated: generate,pipeline,pace,webhooks,archive,timeline"
+        "--only", help="comma-separated: generate,pipeline,pace,paused,webhooks,archive,timeline"
     )
     parser.add_argument("--json", default=str(OUT / "results.json"), help="where the table goes")
     args = parser.parse_args()

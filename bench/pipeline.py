@@ -94,7 +94,10 @@ class Bench:
         self.redis.flushdb()
         with self.engine.begin() as connection:
             connection.execute(
-                sa.text("TRUNCATE interaction_events, interactions, batches RESTART IDENTITY")
+                sa.text(
+                    "TRUNCATE interaction_events, interactions, batches, queued_messages"
+                    " RESTART IDENTITY CASCADE"
+                )
             )
 
     def producer(self) -> BatchProducer:

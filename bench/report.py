@@ -36,6 +36,7 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
         "generate": _generate,
         "pipeline": _pipeline,
         "pace": _pace,
+        "paused": _paused,
         "webhooks": _webhooks,
         "archive": _archive,
         "timeline": _timeline,
@@ -86,6 +87,16 @@ def _pace(r: dict[str, Any]) -> list[Row]:
                         "sends/s", free, "the same, no limit", ">= 0.95 of the limit, <= 1% 429",
                         met, note))  # fmt: skip
     return rows
+
+
+def _paused(r: dict[str, Any]) -> list[Row]:
+    paused, idle, resume = r["paused_core_share"], r["idle_core_share"], r["resume_to_first_send_s"]
+    note = f"{r['recipients']:,} recipients parked in {r['parking_seconds']:.0f} s"
+    return [
+        Row("workers while a batch is paused", paused, "of a core", idle or None,
+            "the same workers, nothing queued", "< 0.05 of a core", paused < 0.05, note),
+        Row("resume to first send", resume, "s", None, "", "< 2 s", resume < 2.0, note),
+    ]  # fmt: skip
 
 
 def _webhooks(r: dict[str, Any]) -> list[Row]:
