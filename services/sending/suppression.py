@@ -72,7 +72,8 @@ class SuppressionRecord:
     @property
     def failure_reason(self) -> str:
         """What a dispatch refused for this suppression records as its failure."""
-        return f"{FAILURE_PREFIX}{self.reason} on {self.suppressed_at:%Y-%m-%d}"
+        # The date spelt out: the stored reason's redaction takes 2026-12-05 for a phone number.
+        return f"{FAILURE_PREFIX}{self.reason} on {self.suppressed_at:%-d %B %Y}"
 
 
 def in_force(
