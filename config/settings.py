@@ -22,6 +22,21 @@ class ConsoleUser(BaseModel):
     roles: list[ConsoleRole] = Field(min_length=1)
 
 
+# Notify's ids are UUIDs; an unsubscribe link is an absolute http(s) URL with no spaces.
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_URL_PATTERN = r"^https?://[^\s<>\x00-\x1f\x7f]+$"
+
+
+class SenderIdentity(BaseModel):
+    """Where replies to a template's messages go and how a reader unsubscribes (Notify ids)."""
+
+    email_reply_to_id: str | None = Field(default=None, pattern=_UUID_PATTERN)
+    sms_sender_id: str | None = Field(default=None, pattern=_UUID_PATTERN)
+    one_click_unsubscribe_url: str | None = Field(
+        default=None, max_length=2000, pattern=_URL_PATTERN
+    )
+
+
 def _same_role_names() -> dict[str, ConsoleRole]:
     return {"viewer": "viewer", "agent": "agent", "resender": "resender"}
 
@@ -60,6 +75,8 @@ class Settings(BaseSettings):
     max_note_chars: int = Field(default=10_000, ge=1)
     default_phone_region: str = Field(default="CA", min_length=2, max_length=2)
     history_max_limit: int = Field(default=500, ge=1)
+    # Days a permanent delivery failure keeps its address suppressed (sending.suppression).
+    suppression_days: int = Field(default=90, ge=1, le=3650)
 
     email_provider: ProviderName = "log"
     sms_provider: ProviderName = "log"
@@ -86,6 +103,8 @@ class Settings(BaseSettings):
         default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
     )
     notify_daily_reset_timezone: str = "UTC"
+    # template key -> its sender identity, as JSON: {"welcome": {"email_reply_to_id": "..."}}
+    notify_sender_identity: dict[str, SenderIdentity] = Field(default_factory=dict)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -95,6 +114,10 @@ class Settings(BaseSettings):
     smtp_sender: str = "no-reply@example.gov"
     smtp_message_id_domain: str = "interactions.invalid"
     smtp_rate_per_minute: int = Field(default=600, ge=1)
+    # Sent as List-Unsubscribe (with one-click List-Unsubscribe-Post) on every SMTP email.
+    smtp_list_unsubscribe_url: str | None = Field(
+        default=None, max_length=2000, pattern=_URL_PATTERN
+    )
     templates_dir: Path = Path(__file__).resolve().parent / "templates"
 
     # Data keys by id (base64 of 32 bytes), one of them active; the blind-index key apart.

@@ -11,6 +11,7 @@ from models.interaction import CustomerInteraction
 from models.queued import QueuedMessage
 from models.sign_in_failure import SignInFailure
 from models.staff_session import StaffSession
+from models.suppression import Suppression
 
 __all__ = [
     "ArchiveManifest",
@@ -31,4 +32,5 @@ __all__ = [
     "QueuedMessage",
     "SignInFailure",
     "StaffSession",
+    "Suppression",
 ]

@@ -44,6 +44,8 @@ class Batch(Base):
     )
     # Nothing of the batch goes before this moment (a scheduled send); None: at once.
     not_before: Mapped[datetime | None]
+    # The Notify reply-to (email) or sender (SMS) id this batch's messages go out with.
+    reply_to_id: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)
 

@@ -20,6 +20,8 @@ class OutboundMessage:
     recipient: str
     template_key: str
     payload: dict[str, Any] = field(default_factory=dict)
+    # A Notify reply-to (email) or sender (SMS) id for this message, over the template's own.
+    reply_to_id: str | None = None
 
     @property
     def reference(self) -> str:
@@ -85,6 +87,10 @@ class KeyRefused(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """Trying again cannot help: a validation error, an invalid address."""
+
+
+class RecipientRefused(PermanentProviderError):
+    """The address itself is refused for good (an SMTP 5xx hard bounce): it is suppressed."""
 
 
 class AmbiguousProviderError(ProviderError):

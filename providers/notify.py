@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 
-from config.settings import Settings
+from config.settings import SenderIdentity, Settings
 from models.enums import ChannelType, InteractionStatus
 from models.redaction import REDACTED, redact_personal
 from providers.base import (
@@ -54,6 +54,13 @@ _ENDPOINTS = {
     ChannelType.EMAIL: ("/v2/notifications/email", "email_address"),
     ChannelType.SMS: ("/v2/notifications/sms", "phone_number"),
 }
+# The sender identity fields Notify takes on each channel's endpoint.
+_SENDER_FIELDS = {
+    ChannelType.EMAIL: ("email_reply_to_id", "one_click_unsubscribe_url"),
+    ChannelType.SMS: ("sms_sender_id",),
+}
+# The field a message's own reply-to id fills, on each channel.
+_REPLY_TO_FIELD = {ChannelType.EMAIL: "email_reply_to_id", ChannelType.SMS: "sms_sender_id"}
 _STATUSES = {
     "created": InteractionStatus.SENT,
     "sending": InteractionStatus.SENT,
@@ -222,6 +229,7 @@ class NotifyProvider(Provider):
         connect_timeout: float = 3.0,
         pool_size: int = 32,
         per_minute: int = 3000,
+        sender_identities: Mapping[str, SenderIdentity] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -229,6 +237,7 @@ class NotifyProvider(Provider):
         self._base_url = base_url.rstrip("/")
         self._tokens = TokenCache(ApiKey.parse(api_key))
         self._templates = dict(templates)
+        self._identities = dict(sender_identities or {})
         self._timeouts = (connect_timeout, timeout)
         self._session = _pooled_session(pool_size)
         self.credential = Credential.of(self.name, api_key, per_minute)
@@ -246,6 +255,7 @@ class NotifyProvider(Provider):
             connect_timeout=settings.provider_connect_timeout_seconds,
             pool_size=settings.provider_pool_size,
             per_minute=settings.notify_rate_per_minute,
+            sender_identities=settings.notify_sender_identity,
         )
 
     def check_template(self, template_key: str, channel: ChannelType, fields: set[str]) -> None:
@@ -265,6 +275,7 @@ class NotifyProvider(Provider):
             "template_id": self._template_id(message.template_key),
             "personalisation": message.payload,
             "reference": message.reference,
+            **self._sender_fields(message),
         }
         try:
             response = self._session.post(
@@ -329,6 +340,15 @@ class NotifyProvider(Provider):
             raise PermanentProviderError(
                 f"no Notify template is mapped for template key {template_key!r}"
             ) from None
+
+    def _sender_fields(self, message: OutboundMessage) -> dict[str, str]:
+        """The template's sender identity for the message's channel, its own reply-to first."""
+        identity = self._identities.get(message.template_key) or SenderIdentity()
+        configured = identity.model_dump(exclude_none=True)
+        if message.reply_to_id is not None and message.channel in _REPLY_TO_FIELD:
+            configured[_REPLY_TO_FIELD[message.channel]] = message.reply_to_id
+        wanted = _SENDER_FIELDS.get(message.channel, ())
+        return {name: value for name, value in configured.items() if name in wanted}
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._tokens.token()}"}

@@ -27,6 +27,7 @@ from providers.base import (
     PermanentProviderError,
     Provider,
     ProviderError,
+    RecipientRefused,
     SendReceipt,
     TemplateProblem,
     TransientProviderError,
@@ -43,6 +44,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*$")
 _ENHANCED_STATUS = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _RECIPIENT_ACCEPTED = (250, 251)
+# Enhanced statuses that blame the mailbox or address (RFC 3463 X.1.x, X.2.x), not the content.
+_ADDRESS_STATUSES = ("5.1.", "5.2.")
+# RFC 8058: the body a mail client posts to unsubscribe in one click.
+ONE_CLICK = "List-Unsubscribe=One-Click"
 # A reused session that fails its first command with one of these was dropped while idle.
 _STALE_CODES = (None, 421)
 
@@ -64,6 +69,7 @@ class SmtpProvider(Provider):
         timeout: float,
         templates: TemplateStore,
         per_minute: int = 600,
+        list_unsubscribe_url: str | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -75,6 +81,7 @@ class SmtpProvider(Provider):
         self._domain = _checked_domain(message_id_domain)
         self._timeout = timeout
         self._templates = templates
+        self._unsubscribe = _checked_unsubscribe_url(list_unsubscribe_url)
         self._tls = ssl.create_default_context() if security != "none" else None
         self._local = threading.local()
         self._sessions: weakref.WeakSet[smtplib.SMTP] = weakref.WeakSet()
@@ -95,6 +102,7 @@ class SmtpProvider(Provider):
             timeout=settings.provider_timeout_seconds,
             templates=TemplateStore(Path(settings.templates_dir)),
             per_minute=settings.smtp_rate_per_minute,
+            list_unsubscribe_url=settings.smtp_list_unsubscribe_url,
         )
 
     def check_template(self, template_key: str, channel: ChannelType, fields: set[str]) -> None:
@@ -150,6 +158,9 @@ class SmtpProvider(Provider):
             mail["Date"] = formatdate(usegmt=True)
             mail["Message-ID"] = message_id
             mail["X-Interaction-Reference"] = message.reference
+            if self._unsubscribe is not None:
+                mail["List-Unsubscribe"] = f"<{self._unsubscribe}>"
+                mail["List-Unsubscribe-Post"] = ONE_CLICK
             mail.set_content(rendered.body)
             return mail.as_bytes()
         except (ValueError, TypeError) as exc:
@@ -275,12 +286,29 @@ class SmtpProvider(Provider):
 
 def _refusal(stage: str, code: int, reply: bytes | str) -> ProviderError:
     """The error for an SMTP reply; the server's text is left out, as it can quote the address."""
-    reason = f"smtp server answered {code}{_enhanced_status(reply)} to {stage}"
+    enhanced = _enhanced_status(reply)
+    reason = f"smtp server answered {code}{enhanced} to {stage}"
     if 400 <= code < 500:
         return TransientProviderError(reason, status_code=code)
+    if 500 <= code < 600 and _hard_bounce(stage, enhanced):
+        return RecipientRefused(reason, status_code=code)
     if 500 <= code < 600:
         return PermanentProviderError(reason, status_code=code)
     return TransientProviderError(f"smtp server gave an unexpected reply to {stage}")
+
+
+def _hard_bounce(stage: str, enhanced: str) -> bool:
+    """Whether a 5xx refuses the address itself: any at RCPT TO, or one naming the mailbox."""
+    return stage == "RCPT TO" or enhanced.strip().startswith(_ADDRESS_STATUSES)
+
+
+def _checked_unsubscribe_url(url: str | None) -> str | None:
+    """The List-Unsubscribe URL, refused if it could break out of its header."""
+    if url is None:
+        return None
+    if _CONTROL.search(url) or not url.startswith(("https://", "http://")) or ">" in url:
+        raise ValueError("smtp list_unsubscribe_url must be a plain http(s) URL")
+    return url
 
 
 def _unavailable(detail: str, code: int | None) -> TransientProviderError:

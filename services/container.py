@@ -41,6 +41,7 @@ from services.sending.communication import CommunicationService
 from services.sending.pacing import PaceKeeper
 from services.sending.polling import Poller
 from services.sending.reconciliation import Reconciler
+from services.sending.suppression import SuppressionList
 from services.support.service import SupportService
 from services.support.sessions import StaffSessions
 from services.support.sign_in_throttle import SignInThrottle
@@ -215,6 +216,11 @@ class Container:
     def support(self) -> SupportService:
         """What support staff do for a caller; resends go through the workers."""
         return SupportService(self.sessions, self.publisher, self.settings)
+
+    @part
+    def suppressions(self) -> SuppressionList:
+        """The suppression list operators and support staff read and change."""
+        return SuppressionList(self.sessions, self.settings)
 
     @part
     def staff_directory(self) -> LocalDirectory:

@@ -39,6 +39,7 @@ def dispatch(
     payload: dict[str, Any] | None = None,
     recipient: str | None = None,
     batch_id: str | None = None,
+    reply_to_id: str | None = None,
 ) -> None:
     """Claim, send and record through CommunicationService; retry what is worth retrying."""
     here = container()
@@ -55,6 +56,7 @@ def dispatch(
             idempotency_key,
             recipient,
             batch_id=batch_id,
+            reply_to_id=reply_to_id,
         )
     except InvalidInput as exc:
         # Retrying cannot make bad input good; the producer validates, so this is rare.

@@ -20,6 +20,7 @@ from workers.cli_console import console
 from workers.cli_keys import keys
 from workers.cli_options import ANY_CHANNEL, SENT_CHANNEL, STATUS
 from workers.cli_providers import provider
+from workers.cli_suppression import suppression
 from workers.doctor import doctor_command
 from workers.flower import flower_command
 from workers.metrics import metrics_command
@@ -167,6 +168,7 @@ def _register() -> None:
         main.add_command(command)
 
     main.add_command(archive)
+    main.add_command(suppression)
 
 
 _register()

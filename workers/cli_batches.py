@@ -42,6 +42,7 @@ def produce(
     key_column: str | None,
     quiet: bool,
     not_before: datetime | None = None,
+    reply_to_id: str | None = None,
 ) -> BatchReport:
     """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
     producer = container().batch_producer
@@ -49,7 +50,13 @@ def produce(
         rows = read_csv(stream, key_column)
         if quiet:
             return producer.run(
-                batch_id, channel, template, rows, source=path.name, not_before=not_before
+                batch_id,
+                channel,
+                template,
+                rows,
+                source=path.name,
+                not_before=not_before,
+                reply_to_id=reply_to_id,
             )
         with click.progressbar(length=_count_lines(path), label=f"batch {batch_id}") as bar:
             return producer.run(
@@ -60,6 +67,7 @@ def produce(
                 source=path.name,
                 on_progress=bar.update,
                 not_before=not_before,
+                reply_to_id=reply_to_id,
             )
 
 
@@ -86,6 +94,11 @@ def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetim
     callback=_moment,
     help="Send nothing before this time (ISO 8601 with its zone); the batch waits, parked.",
 )
+@click.option(
+    "--reply-to-id",
+    default=None,
+    help="Notify's email reply-to id (or SMS sender id) for this batch, over the template's.",
+)
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def send_batch(
     batch_id: str,
@@ -93,11 +106,14 @@ def send_batch(
     template_key: str,
     key_column: str | None,
     not_before: datetime | None,
+    reply_to_id: str | None,
     csv_file: Path,
 ) -> None:
     """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet."""
     try:
-        report = produce(batch_id, channel, template_key, csv_file, key_column, False, not_before)
+        report = produce(
+            batch_id, channel, template_key, csv_file, key_column, False, not_before, reply_to_id
+        )
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
@@ -132,6 +148,8 @@ def batch_status_command(batch_id: str) -> None:
         f"held for reconciliation or a person {status.held}; "
         f"no outcome after {get_settings().unknown_after_hours:g} h {status.outcome_unknown}"
     )
+    if status.suppressed:
+        click.echo(f"failed as suppressed (the provider never called): {status.suppressed}")
     for line in steering_lines(status.batch_id, status.expected, status.by_status):
         click.echo(line)
     held = provider_hold(status.channel)

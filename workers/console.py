@@ -238,6 +238,8 @@ def customer_page(
         contact = here.support.contact(customer_id)
     except InvalidInput as exc:
         abort(400, str(exc))
+    on_file = [(ChannelType.EMAIL, contact.email), (ChannelType.SMS, contact.phone)]
+    suppressed = here.suppressions.of_addresses((c, a) for c, a in on_file if a)
     hot = here.support.hot_ids([record.id for record in page.items]) if archived else None
     html = render_template(
         "console/customer.html",
@@ -248,6 +250,7 @@ def customer_page(
         hot=hot,
         error=error,
         note=note,
+        suppressed=suppressed,
     )
     return html, status
 
@@ -279,12 +282,14 @@ def interaction_page(
     status: int = 200,
 ) -> tuple[str, int]:
     """The interaction page, with a resend form that failed and its error when there was one."""
-    support = services().support
+    here = services()
+    support = here.support
     try:
         record, events = support.interaction(customer_id, interaction_uuid)
         contact = support.contact(customer_id)
     except (NotFound, InvalidInput):
         abort(404)
+    suppressed = here.suppressions.of_interaction(customer_id, interaction_uuid)
     html = render_template(
         "console/interaction.html",
         customer_id=customer_id,
@@ -294,6 +299,7 @@ def interaction_page(
         error=error,
         form=form or {},
         seen_resends=forced_resends(events),
+        suppressed=suppressed,
     )
     return html, status
 
@@ -337,3 +343,26 @@ def resend(customer_id: str, interaction_uuid: str) -> Response | tuple[str, int
 def _count(value: str) -> int | None:
     """A count a form carried back, or None when it carried none."""
     return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+@pages.post("/customers/<customer_id>/interactions/<interaction_uuid>/lift-suppression")
+@requires(Permission.RESEND)
+def lift_suppression(customer_id: str, interaction_uuid: str) -> Response | tuple[str, int]:
+    """Lift the suppression of the address an interaction went to, with who and why."""
+    form = {"lift_reason": request.form.get("lift_reason", "")}
+    try:
+        lifted = services().suppressions.lift_for_interaction(
+            customer_id, interaction_uuid, current_user().username, form["lift_reason"]
+        )
+    except InvalidInput as exc:
+        problem = InvalidInput("lift_reason", exc.message)
+        return interaction_page(customer_id, interaction_uuid, problem, form, 400)
+    flash(
+        "Suppression lifted: messages go to this address again."
+        if lifted
+        else "This address was not suppressed."
+    )
+    return redirect(
+        url_for("console.interaction", customer_id=customer_id, interaction_uuid=interaction_uuid),
+        303,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,11 @@ _FINAL = frozenset({"delivered", "permanent-failure", "temporary-failure", "tech
 COMPLETED_STATUSES = _FINAL | {"opened"}
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,20}$")
+# The sender identity each endpoint takes, as Notify documents it: ids are UUIDs.
+SENDER_FIELDS = {
+    "email": ("email_reply_to_id", "one_click_unsubscribe_url"),
+    "sms": ("sms_sender_id",),
+}
 
 
 def now_text() -> str:
@@ -36,6 +41,8 @@ class SendRequest:
     template_id: str
     personalisation: dict[str, Any]
     reference: str | None
+    # What the request said of its sender (reply-to, SMS sender, unsubscribe link), kept as sent.
+    sender: dict[str, str] = field(default_factory=dict)
 
 
 def validated_send(path: str, body: object) -> SendRequest:
@@ -59,7 +66,25 @@ def validated_send(path: str, body: object) -> SendRequest:
         raise StubError(400, "ValidationError", "personalisation is not of type object")
     if reference is not None and not isinstance(reference, str):
         raise StubError(400, "ValidationError", "reference is not of type string")
-    return SendRequest(kind, recipient_field, recipient, template_id, personalisation, reference)
+    sender = _sender(kind, body)
+    return SendRequest(
+        kind, recipient_field, recipient, template_id, personalisation, reference, sender
+    )
+
+
+def _sender(kind: str, body: dict[str, Any]) -> dict[str, str]:
+    """The sender identity fields of a send, checked as Notify checks them."""
+    sender: dict[str, str] = {}
+    for name in SENDER_FIELDS[kind]:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise StubError(400, "ValidationError", f"{name} is not of type string")
+        if name.endswith("_id") and not UUID_PATTERN.match(value):
+            raise StubError(400, "ValidationError", f"{name} is not a valid UUID")
+        sender[name] = value
+    return sender
 
 
 def _rendered(request: SendRequest) -> str:
@@ -86,6 +111,7 @@ def new_notification(request: SendRequest, base_url: str) -> dict[str, Any]:
         "body": _rendered(request),
         "subject": "Message from the stub" if request.kind == "email" else None,
         "personalisation": request.personalisation,
+        **request.sender,
         "created_at": created_at,
         "sent_at": created_at,
         "completed_at": None,

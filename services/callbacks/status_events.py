@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config.settings import get_settings
 from models.enums import EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
@@ -18,7 +19,11 @@ from models.session import SessionFactory
 from services.ledger import writes
 from services.ledger.transitions import Outcome
 from services.records import InteractionRecord, StatusUpdate
+from services.sending import suppression
 from telemetry import metrics
+
+# Notify's status for an address that does not exist or refuses mail for good.
+PERMANENT_FAILURE = "permanent-failure"
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,27 @@ def _apply(session: Session, event: StatusEvent, now: datetime) -> StatusUpdate:
         kind=EventKind.PROVIDER_EVENT,
         failure=event.reason,
     )
+    if transition.changes and _permanent_failure(event) and row.recipient_hash:
+        suppression.suppress(
+            session,
+            row.channel,
+            row.recipient_hash,
+            now,
+            get_settings().suppression_days,
+            reason=suppression.PERMANENT_FAILURE,
+            source=event.source[:32],
+            interaction_uuid=row.interaction_uuid,
+        )
     session.flush()
     return StatusUpdate(transition.outcome, previous, row.status, InteractionRecord.of(row))
+
+
+def _permanent_failure(event: StatusEvent) -> bool:
+    """Whether the provider says the address can never be delivered to (Notify's word for it)."""
+    detail = event.detail or {}
+    return event.status is InteractionStatus.FAILED and (
+        detail.get("provider_status") == PERMANENT_FAILURE
+    )
 
 
 def _entry(event: StatusEvent, orphan: bool) -> writes.Entry:

@@ -68,6 +68,7 @@ class Attempt:
     # Why the attempt failed before sending (no usable address), or None to send it.
     failure: str | None
     lease_seconds: float
+    reply_to_id: str | None = None
 
     @property
     def move(self) -> Move:
@@ -87,12 +88,18 @@ class Attempt:
             "recipient_hash": self.recipient_hash,
             "template_key": self.template_key,
             "batch_id": self.batch_id,
-            "meta_data": {"payload": self.payload},
+            "meta_data": self._meta_data(),
             "claim_expires_at": None if self.failure else self._lease_end(now, dialect),
             "failure_reason": self.failure,
             "failed_at": now if self.failure else None,
             "updated_at": now,
         }
+
+    def _meta_data(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"payload": self.payload}
+        if self.reply_to_id is not None:
+            meta["reply_to_id"] = self.reply_to_id
+        return meta
 
     def _lease_end(self, now: datetime, dialect: str) -> Any:
         lease = timedelta(seconds=self.lease_seconds)

@@ -12,6 +12,7 @@ from models.enums import InteractionStatus
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
+from services.sending.suppression import FAILURE_PREFIX
 
 FINISHED = (
     InteractionStatus.SENT,
@@ -37,6 +38,8 @@ class BatchStatus:
     held: int
     released: int
     outcome_unknown: int
+    # FAILED without a provider call, as the address was suppressed: counted apart.
+    suppressed: int = 0
 
     @property
     def finished(self) -> int:
@@ -68,6 +71,13 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
                 sa.func.count().filter(table.claim_expires_at.is_(None)),
             ).where(table.batch_id == batch_id, table.status == InteractionStatus.PENDING)
         ).one()
+        suppressed = session.scalar(
+            sa.select(sa.func.count()).where(
+                table.batch_id == batch_id,
+                table.status == InteractionStatus.FAILED,
+                table.failure_reason.startswith(FAILURE_PREFIX, autoescape=True),
+            )
+        )
         unknown = session.scalar(
             sa.select(sa.func.count()).where(
                 table.batch_id == batch_id, table.outcome_unknown_at.is_not(None)
@@ -87,4 +97,5 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
         held=int(pending[1]),
         released=int(pending[2]),
         outcome_unknown=int(unknown or 0),
+        suppressed=int(suppressed or 0),
     )

@@ -41,9 +41,12 @@ class DispatchMessage:
     payload: dict[str, Any] = field(repr=False)
     recipient: str | None = field(repr=False)
     batch_id: str | None
+    # The Notify reply-to (email) or sender (SMS) id over the template's own; an id, not data.
+    reply_to_id: str | None = None
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The task's keyword arguments."""
+        """The task's keyword arguments; ``reply_to_id`` only when set (older workers)."""
+        extra = {"reply_to_id": self.reply_to_id} if self.reply_to_id is not None else {}
         return {
             "idempotency_key": self.idempotency_key,
             "customer_id": self.customer_id,
@@ -52,6 +55,7 @@ class DispatchMessage:
             "payload": self.payload,
             "recipient": self.recipient,
             "batch_id": self.batch_id,
+            **extra,
         }
 
 
@@ -186,11 +190,13 @@ class BatchProducer:
         source: str | None = None,
         on_progress: Callable[[int], None] | None = None,
         not_before: datetime | None = None,
+        reply_to_id: str | None = None,
     ) -> BatchReport:
         """Enqueue every recipient of ``rows`` not already sent; safe to run again.
 
         ``not_before`` schedules the batch: its messages wait, parked, until then. A batch an
         operator cancelled takes nothing more, even from a run that started before.
+        ``reply_to_id`` is kept on the batch: a later run without one goes out with it too.
         """
         if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
             raise InvalidInput("batch_id", "must be 1-100 printable characters")
@@ -198,11 +204,12 @@ class BatchProducer:
         template = validation.template_key(template_key)
         if not_before is not None and not_before.tzinfo is None:
             raise InvalidInput("not_before", "must say its time zone (e.g. 09:00-08:00 or Z)")
+        sender = validation.sender_id(reply_to_id)
         chunk_size = self._settings.batch_chunk_size
         iterator = iter(rows)
         first = list(itertools.islice(iterator, chunk_size))
         self._check_template(parsed_channel, template, first)
-        self._start(batch_id, parsed_channel, template, source, not_before)
+        sender = self._start(batch_id, parsed_channel, template, source, not_before, sender)
         report = BatchReport(batch_id)
         chunks = itertools.chain(
             [first], iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
@@ -211,7 +218,7 @@ class BatchProducer:
             if not chunk:
                 break
             self._refuse_if_cancelled(batch_id)
-            self._run_chunk(report, batch_id, parsed_channel, template, chunk)
+            self._run_chunk(report, batch_id, parsed_channel, template, chunk, sender)
             self._save_progress(batch_id, report)
             if on_progress:
                 on_progress(len(chunk))
@@ -245,7 +252,9 @@ class BatchProducer:
         template: str,
         source: str | None,
         not_before: datetime | None,
-    ) -> None:
+        reply_to_id: str | None = None,
+    ) -> str | None:
+        """Record the run on the batch; the reply-to id its messages go out with."""
         with self._sessions() as session, session.begin():
             batch = session.get(Batch, batch_id, with_for_update=True)
             if batch is not None and batch.state is BatchState.CANCELLED:
@@ -265,12 +274,16 @@ class BatchProducer:
             batch.source = source
             if not_before is not None:
                 batch.not_before = not_before.astimezone(UTC)
+            if reply_to_id is not None:
+                batch.reply_to_id = reply_to_id
+            sender = batch.reply_to_id
             batch.runs = (batch.runs or 0) + 1
             batch.total_rows = batch.enqueued = batch.already_sent = batch.rejected = 0
             batch.updated_at = utcnow()
             steering = Steering(batch.state, batch.not_before)
         if self._gate is not None:
             self._gate.mirror(batch_id, steering)
+        return sender
 
     def _run_chunk(
         self,
@@ -279,11 +292,12 @@ class BatchProducer:
         channel: ChannelType,
         template: str,
         chunk: list[RecipientRow | Rejection],
+        reply_to_id: str | None = None,
     ) -> None:
         messages: dict[str, DispatchMessage] = {}
         for item in chunk:
             report.rows += 1
-            checked = self._checked(item, batch_id, channel, template)
+            checked = self._checked(item, batch_id, channel, template, reply_to_id)
             if isinstance(checked, Rejection):
                 report.rejected += 1
                 if len(report.rejections) < MAX_REJECTIONS_KEPT:
@@ -304,7 +318,12 @@ class BatchProducer:
         report.enqueued += len(pending)
 
     def _checked(
-        self, item: RecipientRow | Rejection, batch_id: str, channel: ChannelType, template: str
+        self,
+        item: RecipientRow | Rejection,
+        batch_id: str,
+        channel: ChannelType,
+        template: str,
+        reply_to_id: str | None = None,
     ) -> DispatchMessage | Rejection:
         if isinstance(item, Rejection):
             return item
@@ -319,7 +338,9 @@ class BatchProducer:
             key = validation.idempotency_key(item.idempotency_key or f"{batch_id}:{customer}")
         except InvalidInput as exc:
             return Rejection(item.line, str(exc))
-        return DispatchMessage(key, customer, channel.value, template, payload, recipient, batch_id)
+        return DispatchMessage(
+            key, customer, channel.value, template, payload, recipient, batch_id, reply_to_id
+        )
 
     def _already_sent(self, keys: list[str]) -> set[str]:
         """The keys among ``keys`` that need nothing more: one query per chunk."""

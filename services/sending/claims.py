@@ -45,6 +45,8 @@ class DispatchRequest:
     payload: dict[str, Any]
     idempotency_key: str
     batch_id: str | None
+    # Kept with the payload, so a requeued or resent attempt goes out with the same sender.
+    reply_to_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def claim(
         template_key=request.template_key,
         batch_id=request.batch_id,
         payload=request.payload,
+        reply_to_id=request.reply_to_id,
         failure=failure,
         lease_seconds=lease_seconds,
     )

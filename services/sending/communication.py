@@ -25,6 +25,7 @@ from providers.base import (
     OutboundMessage,
     PermanentProviderError,
     RateLimited,
+    RecipientRefused,
     SendReceipt,
     TransientProviderError,
 )
@@ -40,7 +41,7 @@ from services.records import (
     InteractionRecord,
     StatusUpdate,
 )
-from services.sending import claims, validation
+from services.sending import claims, suppression, validation
 from services.sending.claims import Claim, ClaimState, DispatchRequest
 from services.sending.pacing import PaceKeeper
 from telemetry import metrics
@@ -80,6 +81,7 @@ class CommunicationService:
         recipient: str | None = None,
         *,
         batch_id: str | None = None,
+        reply_to_id: str | None = None,
     ) -> DispatchResult:
         """Send one message at most once per ``idempotency_key`` and record what happened.
 
@@ -88,7 +90,13 @@ class CommunicationService:
         TransientDispatchError, so the caller may retry.
         """
         request = self._validated(customer_id, channel, template_key, payload, idempotency_key)
-        request = DispatchRequest(**{**request.__dict__, "batch_id": batch_id})
+        request = DispatchRequest(
+            **{
+                **request.__dict__,
+                "batch_id": batch_id,
+                "reply_to_id": validation.sender_id(reply_to_id),
+            }
+        )
         try:
             provider = self._providers.for_channel(request.channel)
         except NoProviderForChannel as exc:
@@ -97,6 +105,8 @@ class CommunicationService:
         now = self._clock()
         with self._sessions() as session, session.begin():
             address, failure = self._resolve_recipient(session, request, recipient)
+            if address is not None and failure is None:
+                failure = suppression.refusal(session, request.channel, address, now)
             lease = self._settings.claim_lease_seconds
             claim = claims.claim(session, request, address, failure, now, lease)
         if claim.state is ClaimState.KEY_CONFLICT:
@@ -111,7 +121,12 @@ class CommunicationService:
             return DispatchResult(DispatchOutcome.FAILED, self._record(claim.interaction_id))
 
         message = OutboundMessage(
-            claim.interaction_uuid, request.channel, address, request.template_key, request.payload
+            claim.interaction_uuid,
+            request.channel,
+            address,
+            request.template_key,
+            request.payload,
+            request.reply_to_id,
         )
         try:
             receipt = provider.send(message)
@@ -125,7 +140,8 @@ class CommunicationService:
             raise TransientDispatchError(request.idempotency_key, exc.reason) from None
         except PermanentProviderError as exc:
             metrics.status_reached(InteractionStatus.FAILED, request.channel, provider.name)
-            return self._failed(claim, exc.reason)
+            bounced = address if isinstance(exc, RecipientRefused) else None
+            return self._failed(claim, exc.reason, request.channel, bounced, provider.name)
         except AmbiguousProviderError as exc:
             # The provider may have the message: keep the claim for reconciliation to settle.
             log.warning(
@@ -152,6 +168,7 @@ class CommunicationService:
             payload=validation.payload(payload, self._settings.max_payload_bytes),
             idempotency_key=validation.idempotency_key(idempotency_key),
             batch_id=None,
+            reply_to_id=None,
         )
 
     def _resolve_recipient(
@@ -184,9 +201,29 @@ class CommunicationService:
         metrics.status_reached(InteractionStatus.SENT, record.channel, receipt.provider)
         return DispatchResult(DispatchOutcome.SENT, record)
 
-    def _failed(self, claim: Claim, reason: str) -> DispatchResult:
+    def _failed(
+        self,
+        claim: Claim,
+        reason: str,
+        channel: ChannelType,
+        bounced: str | None = None,
+        source: str = claims.SOURCE,
+    ) -> DispatchResult:
+        """Record the attempt FAILED; a ``bounced`` address is suppressed in the same commit."""
+        now = self._clock()
         with self._sessions() as session, session.begin():
-            row = claims.record_failed(session, claim, reason, self._clock())
+            row = claims.record_failed(session, claim, reason, now)
+            if bounced is not None:
+                suppression.suppress(
+                    session,
+                    channel,
+                    validation.recipient_index(channel, bounced),
+                    now,
+                    self._settings.suppression_days,
+                    reason=suppression.PERMANENT_FAILURE,
+                    source=source,
+                    interaction_uuid=claim.interaction_uuid,
+                )
             record = InteractionRecord.of(row)
         return DispatchResult(DispatchOutcome.FAILED, record)
 

@@ -186,4 +186,5 @@ def _message(row: CustomerInteraction) -> DispatchMessage:
         payload=payload,
         recipient=row.recipient,
         batch_id=row.batch_id,
+        reply_to_id=(row.meta_data or {}).get("reply_to_id"),
     )

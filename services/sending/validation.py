@@ -16,6 +16,7 @@ from services.errors import InvalidInput, InvalidRecipient
 
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _TEMPLATE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAYLOAD_DEPTH = 8
 
@@ -68,6 +69,15 @@ def template_key(value: object) -> str:
     if not isinstance(value, str) or not _TEMPLATE_KEY.match(value):
         raise InvalidInput("template_key", "must be 1-100 characters of letters, digits and _ . - ")
     return value
+
+
+def sender_id(value: object) -> str | None:
+    """A Notify reply-to or SMS sender id (a UUID), or None for the template's own."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise InvalidInput("reply_to_id", "must be a Notify reply-to or sender id (a UUID)")
+    return value.lower()
 
 
 def payload(value: object, max_bytes: int) -> dict[str, Any]:

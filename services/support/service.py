@@ -196,6 +196,7 @@ class SupportService:
                 # The directory supplies the address, so the corrected one is what is used.
                 recipient=None,
                 batch_id=row.batch_id if kind is ResendKind.RETRY else None,
+                reply_to_id=(row.meta_data or {}).get("reply_to_id"),
             )
         try:
             self._publisher.publish([message])
