@@ -12,6 +12,7 @@ from config.logging import configure_logging
 from models.migrate import upgrade
 from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
+from services.sending.communication import AUTHOR_NOT_GIVEN
 from workers import display
 from workers.cli_archive import archive
 from workers.cli_batches import batch_status_command, reconcile_command, send_batch
@@ -105,11 +106,15 @@ def timeline(
 @main.command()
 @click.argument("customer_id")
 @click.argument("content")
-@click.option("--author", required=True, help="Who made the call or the notation.")
-def note(customer_id: str, content: str, author: str) -> None:
+@click.option(
+    "--author", default=None, help="Who made the call or the notation; recorded as not given."
+)
+def note(customer_id: str, content: str, author: str | None) -> None:
     """Record a phone call or manual notation on a customer's timeline."""
     try:
-        record = container().communication.add_note(customer_id, content, author)
+        record = container().communication.add_note(
+            customer_id, content, author=author or AUTHOR_NOT_GIVEN
+        )
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"note {record.interaction_uuid} recorded for {record.customer_id}")
