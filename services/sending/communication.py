@@ -75,6 +75,13 @@ class CommunicationService:
         self._clock = clock
         self._pace = pace or PaceKeeper(None, self._settings)
 
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> CommunicationService:
+        """The same as ``services.connect(settings)``: the service on the configured database."""
+        from services import connect  # noqa: PLC0415 - the package imports this module
+
+        return connect(settings)
+
     def dispatch(
         self,
         customer_id: CustomerId,
