@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     poll_after_hours: float = Field(default=6.0, gt=0)
     unknown_after_hours: float = Field(default=72.0, gt=0)
 
-    # Retention (services.archive): months hot in PostgreSQL, then years in the cold archive.
+    # Retention (services.archive): months hot in PostgreSQL, then years in the cold archive,
+    # counted from when a month leaves the database: a file is purged once its month is more
+    # than archive_hot_months + archive_cold_years old (nine years by default).
     # A directory, or s3://bucket/prefix for any S3-compatible store; var_dir/archive when unset.
     archive_url: str | None = None
     # The S3 endpoint for MinIO or a government object store; AWS's own when unset.

@@ -21,7 +21,7 @@ from services.archive.jobs.audit import verify_archive
 from services.archive.jobs.janitor import Janitor
 from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.jobs.restore import restore_month
-from services.archive.jobs.retention_purge import purge_expired
+from services.archive.jobs.retention_purge import describe_retention, purge_expired
 from services.archive.stores.port import ArchiveStore
 from services.container import container
 from services.errors import InvalidInput
@@ -186,10 +186,16 @@ def purge_command(dry_run: bool) -> None:
     for decision in report.decisions:
         action = verb if decision.purge else "keep"
         click.echo(f"{action:<12} {decision.key} ({decision.rows:,} rows): {decision.reason}")
+    for waiting in report.waiting:
+        click.echo(
+            f"{'not yet':<12} {waiting.key} ({waiting.rows:,} rows): "
+            f"eligible on {waiting.eligible_on:%Y-%m-%d}"
+        )
     count = len(report.decisions) - len(report.kept)
     click.echo(
         f"{count} files {verb}, {len(report.kept)} kept by legal holds "
-        f"(months before {report.before_month:%Y-%m} are past retention)"
+        f"(months before {report.before_month:%Y-%m} are past the retention: "
+        f"{describe_retention(settings)})"
     )
 
 
