@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/interactions demo
 
-## every check: lint, format, types, then the tests on PostgreSQL and Redis
-test: lint typecheck
-	$(BIN)/pytest
+## every check: lint, format, types, then the tests on PostgreSQL and Redis. .ci/bootstrap
+## first installs or starts what the suite needs, or names what to install and stops.
+test: $(STAMP)
+	@exports="$$(.ci/bootstrap)" && eval "$$exports" && \
+	$(MAKE) --no-print-directory lint typecheck && $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -91,6 +91,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
     if not quick:
         sizes = "1m,10m"
     return {
+        "cli": ("bench.cli_startup", ["--runs", "10" if quick else "30"], {}),
         "generate": (
             "bench.generate",
             [
@@ -186,7 +187,8 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small counts, about three minutes")
     parser.add_argument(
-        "--only", help="comma-separated: generate,pipeline,pace,paused,webhooks,archive,timeline"
+        "--only",
+        help="comma-separated: cli,generate,pipeline,pace,paused,webhooks,archive,timeline",
     )
     parser.add_argument("--json", default=str(OUT / "results.json"), help="where the table goes")
     args = parser.parse_args()

@@ -33,6 +33,7 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
     """The table's rows from each benchmark's JSON; a benchmark that failed gives one row."""
     rows: list[Row] = []
     builders = {
+        "cli": _cli,
         "generate": _generate,
         "pipeline": _pipeline,
         "pace": _pace,
@@ -47,6 +48,12 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
         else:
             rows.extend(builders[name](result))
     return rows
+
+
+def _cli(r: dict[str, Any]) -> list[Row]:
+    help_ms = r["help_ms"]
+    return [Row("interactions --help start-up", help_ms, "ms median", r["bare_python_ms"],
+                "python -c pass", "< 300 ms", help_ms < 300, f"{r['runs']} runs each")]  # fmt: skip
 
 
 def _generate(r: dict[str, Any]) -> list[Row]:

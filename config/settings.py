@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "INTERACTIONS_"
+# Read outside Settings: by the test suite, the benchmarks and the console's test server.
+NAMES_READ_ELSEWHERE = frozenset(
+    {
+        "INTERACTIONS_TEST_DATABASE_URL",
+        "INTERACTIONS_TEST_BROKER_URL",
+        "INTERACTIONS_BENCH_DATABASE_URL",
+        "INTERACTIONS_HTTPS_ONLY",
+    }
+)
 
 ProviderName = Literal["log", "notify", "smtp"]
 ConsoleRole = Literal["viewer", "agent", "resender"]
@@ -48,6 +65,10 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     var_dir: Path = Path("var")
+    # A folder of files named after settings (Docker and Kubernetes secrets): the file
+    # INTERACTIONS_NOTIFY_API_KEY (or interactions_notify_api_key) holds that setting's value.
+    # A variable in the environment wins over its file.
+    secrets_dir: Path | None = None
 
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite under var_dir when unset."
@@ -138,7 +159,9 @@ class Settings(BaseSettings):
     poll_after_hours: float = Field(default=6.0, gt=0)
     unknown_after_hours: float = Field(default=72.0, gt=0)
 
-    # Retention (services.archive): months hot in PostgreSQL, then years in the cold archive.
+    # Retention (services.archive): months hot in PostgreSQL, then years in the cold archive,
+    # counted from when a month leaves the database: a file is purged once its month is more
+    # than archive_hot_months + archive_cold_years old (nine years by default).
     # A directory, or s3://bucket/prefix for any S3-compatible store; var_dir/archive when unset.
     archive_url: str | None = None
     # The S3 endpoint for MinIO or a government object store; AWS's own when unset.
@@ -306,7 +329,43 @@ class Settings(BaseSettings):
         return self.archive_url or str((self.var_dir / "archive").resolve())
 
 
+class UnknownSetting(ValueError):
+    """An ``INTERACTIONS_*`` variable that names no setting: a misspelling would be ignored."""
+
+
+def variable_of(field_name: str) -> str:
+    """The environment variable a field of Settings is read from."""
+    alias = Settings.model_fields[field_name].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field_name.upper()
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One sentence per ``INTERACTIONS_*`` name in ``environ`` that no setting reads."""
+    known = {variable_of(name) for name in Settings.model_fields} | NAMES_READ_ELSEWHERE
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        closest = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        problems.append(f"{name} is not a setting and would be ignored{hint}")
+    return problems
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and the secrets folder; unknown names fail in production."""
+    folder = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
+    settings = Settings(_secrets_dir=folder)
+    problems = unknown_variables(os.environ)
+    if problems and settings.environment == "production":
+        raise UnknownSetting("; ".join(problems))
+    for problem in problems:
+        log.warning(problem)
+    return settings
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()
+    return load_settings()

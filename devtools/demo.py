@@ -210,7 +210,7 @@ class DemoRun:
             f" provider (recorded SENT, not re-sent), {self.requeued} not found and re-enqueued"
         )
         service = CommunicationService(self.sessions, self.providers, self.settings)
-        service.add_note("C-0042", "Called to confirm the letter arrived.", "agent.smith")
+        service.add_note("C-0042", "Called to confirm the letter arrived.", author="agent.smith")
         click.echo("\ntimeline of C-0042:")
         timeline = service.get_history("C-0042", 10).items
         click.echo(display.timeline(timeline))

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -132,8 +131,8 @@ def _development_ring(var_dir: Path) -> KeyRing:
         "set INTERACTIONS_ENCRYPTION_KEYS, INTERACTIONS_ENCRYPTION_ACTIVE_KEY and "
         "INTERACTIONS_BLIND_INDEX_KEY outside development"
     )
+    # Once: logging prints it on standard error even where no handler is configured.
     log.warning(message)
-    sys.stderr.write(message + "\n")
     keys = {name: _decode_key(name, value) for name, value in document["keys"].items()}
     return KeyRing(
         keys, document["active"], _decode_key("blind index", document["blind_index_key"])

@@ -60,3 +60,9 @@ def parse_enum(enum_type: type[E], value: object) -> E:
     raise InvalidEnumValue(
         f"{value!r} is not a valid {enum_type.__name__}; expected one of {accepted}"
     )
+
+
+def parse_status(value: object) -> InteractionStatus:
+    """A status by its value in any case: ``"SENT"`` (the RFC's spelling) is ``sent``."""
+    folded = value.lower() if isinstance(value, str) else value
+    return parse_enum(InteractionStatus, folded)

@@ -44,6 +44,24 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+class SchemaBehind(RuntimeError):
+    """The database is not at the revision the code needs."""
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Raise SchemaBehind, saying what to run, unless the database is at the newest revision."""
+    with engine.connect() as connection:
+        current = current_revision(connection)
+    head = head_revision()
+    if current == head:
+        return
+    where = f"at revision {current}" if current else "not migrated"
+    raise SchemaBehind(
+        f"the database is {where} and this code needs {head}: run `interactions migrate` "
+        "(or models.migrate.upgrade(engine)) with the same INTERACTIONS_DATABASE_URL"
+    )
+
+
 def add_enum_value(type_name: str, value: str) -> None:
     """Add ``value`` to a PostgreSQL enum type from inside a migration, on a live table.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -102,3 +103,15 @@ class HistoryPage:
 
     items: list[InteractionRecord]
     next_cursor: str | None
+
+    def __iter__(self) -> Iterator[InteractionRecord]:
+        """The page's records, newest first."""
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        """How many records the page holds."""
+        return len(self.items)
+
+    def __reversed__(self) -> Iterator[InteractionRecord]:
+        """The page's records, oldest first."""
+        return reversed(self.items)

@@ -1,174 +1,149 @@
-"""The ``interactions`` command line."""
+"""The ``interactions`` command line: each subcommand is imported only when it runs."""
 
 from __future__ import annotations
 
-import json
+import importlib
 import logging
+import textwrap
 from typing import Any
 
 import click
 
-from config.logging import configure_logging
-from models.migrate import upgrade
-from services.container import container
-from services.errors import Deferred, InvalidInput, TransientDispatchError
-from workers import display
-from workers.cli_archive import archive
-from workers.cli_batch_controls import batch
-from workers.cli_batches import batch_status_command, reconcile_command, send_batch
-from workers.cli_console import console
-from workers.cli_keys import keys
-from workers.cli_options import ANY_CHANNEL, SENT_CHANNEL, STATUS
-from workers.cli_providers import provider
-from workers.cli_suppression import suppression
-from workers.doctor import doctor_command
-from workers.flower import flower_command
-from workers.metrics import metrics_command
+# name -> (module:attribute, one-line help). Importing a command loads the service (SQLAlchemy,
+# Celery, pydantic), so ``--help`` answers from this table without importing any of them;
+# tests/unit/test_cli_lazy.py checks each line against the command's own help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "migrate": (
+        "workers.cli_ledger:migrate",
+        "Upgrade the database schema to the newest revision.",
+    ),
+    "dispatch": (
+        "workers.cli_ledger:dispatch",
+        "Send one message, at most once per key; exit 1 when it ends FAILED.",
+    ),
+    "timeline": (
+        "workers.cli_ledger:timeline",
+        "Show a customer's interactions, newest first.",
+    ),
+    "note": (
+        "workers.cli_ledger:note",
+        "Record a phone call or manual notation on a customer's timeline.",
+    ),
+    "contact": (
+        "workers.cli_ledger:contact",
+        "Put a customer's email address or phone number (or both) in the contact directory.",
+    ),
+    "sent-to": (
+        "workers.cli_ledger:sent_to",
+        "Show everything sent to ADDRESS (read from stdin, or asked, when omitted or '-').",
+    ),
+    "demo": (
+        "workers.cli_ledger:demo",
+        "Run the demonstration on the configured (or embedded) services.",
+    ),
+    "send-batch": (
+        "workers.cli_batches:send_batch",
+        "Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet.",
+    ),
+    "batch-status": (
+        "workers.cli_batches:batch_status_command",
+        "Show a batch's totals by status and its progress.",
+    ),
+    "reconcile": (
+        "workers.cli_batches:reconcile_command",
+        "Run one reconciliation pass now (beat runs it every minute).",
+    ),
+    "keys": (
+        "workers.cli_keys:keys",
+        "Manage the keys that seal personal data.",
+    ),
+    "doctor": (
+        "workers.doctor:doctor_command",
+        "Check every dependency the running stack needs; exit 1 naming each failure.",
+    ),
+    "flower": (
+        "workers.flower:flower_command",
+        "Run Flower on the configured broker, with basic auth from the environment.",
+    ),
+    "metrics": (
+        "workers.metrics:metrics_command",
+        "Print this host's metrics in Prometheus' text format, or write them to a file.",
+    ),
+    "console": (
+        "workers.cli_console:console",
+        "The support console for staff (a web app).",
+    ),
+    "provider": (
+        "workers.cli_providers:provider",
+        "What holds each provider's sends (a limit, a refused key, an outage), and lifting it.",
+    ),
+    "archive": (
+        "workers.cli_archive:archive",
+        "Move interactions past the hot retention to cold storage, and read them back.",
+    ),
+    "batch": (
+        "workers.cli_batch_controls:batch",
+        "Steer a bulk send: pause, resume or cancel it, and list recent batches.",
+    ),
+    "suppression": (
+        "workers.cli_suppression:suppression",
+        "Addresses no message goes to after a permanent delivery failure, and their lifting.",
+    ),
+}
+
+EXIT_CODES = """\b
+Exit codes: 0 done; 1 it ran and reports a failure (a FAILED message, rejected rows, no such
+batch, a failed check); 2 refused arguments or input, nothing done; 3 nothing done for now
+(the provider is busy or down, a run is already going): the same command later may succeed."""
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when one is run or asked for its help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every subcommand's name, sorted."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand, imported now."""
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The subcommands and their one-line help, from the table: nothing is imported."""
+        with formatter.section("Commands"):
+            limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+            rows = [
+                (name, textwrap.shorten(COMMANDS[name][1], limit, placeholder="..."))
+                for name in COMMANDS
+            ]
+            formatter.write_dl(sorted(rows))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a misspelt setting is one line, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except ValueError as exc:
+            from config.settings import UnknownSetting  # noqa: PLC0415 - pydantic only when run
+
+            if isinstance(exc, UnknownSetting):
+                raise click.ClickException(str(exc)) from None
+            raise
+
+
+@click.group(
+    cls=LazyGroup,
+    epilog=EXIT_CODES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="interaction-service", prog_name="interactions")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(verbose: bool) -> None:
     """Log and dispatch outbound communications with customers."""
+    from config.logging import configure_logging  # noqa: PLC0415 - settings load on first run
+
     configure_logging(logging.DEBUG if verbose else logging.WARNING)
-
-
-@main.command()
-def migrate() -> None:
-    """Upgrade the database schema to the newest revision."""
-    upgrade(container().engine)
-    click.echo("database is at the newest revision")
-
-
-@main.command()
-@click.option("--customer", "customer_id", required=True, help="The customer's id.")
-@click.option("--channel", type=SENT_CHANNEL, required=True)
-@click.option("--template", "template_key", required=True, help="The template key.")
-@click.option("--key", "idempotency_key", required=True, help="The idempotency key.")
-@click.option("--recipient", default=None, help="Address; the contact directory when omitted.")
-@click.option("--payload", default="{}", help="Personalisation, as a JSON object.")
-def dispatch(
-    customer_id: str,
-    channel: str,
-    template_key: str,
-    idempotency_key: str,
-    recipient: str | None,
-    payload: str,
-) -> None:
-    """Send one message, at most once per key."""
-    try:
-        data: Any = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise click.UsageError(f"--payload is not JSON: {exc.msg}") from None
-    try:
-        result = container().communication.dispatch(
-            customer_id, channel, template_key, data, idempotency_key, recipient
-        )
-    except InvalidInput as exc:
-        raise click.UsageError(str(exc)) from None
-    except TransientDispatchError as exc:
-        raise click.ClickException(f"the provider failed, try again later: {exc.reason}") from None
-    except Deferred as exc:
-        raise click.ClickException(
-            f"not sent: the provider cannot take it yet ({exc.hold}); "
-            f"the same command again in {exc.wait:.0f} s sends it once"
-        ) from None
-    record = result.interaction
-    line = f"{result.outcome.value}: {record.idempotency_key} is {record.status.value}"
-    if record.failure_reason:
-        line += f" ({record.failure_reason})"
-    click.echo(line)
-
-
-@main.command()
-@click.argument("customer_id")
-@click.option("--limit", default=50, show_default=True, type=int)
-@click.option("--channel", type=ANY_CHANNEL, default=None)
-@click.option("--status", type=STATUS, default=None)
-@click.option("--cursor", default=None, help="The cursor printed under a previous page.")
-def timeline(
-    customer_id: str, limit: int, channel: str | None, status: str | None, cursor: str | None
-) -> None:
-    """Show a customer's interactions, newest first."""
-    try:
-        page = container().communication.get_history(
-            customer_id, limit, cursor=cursor, channel=channel, status=status
-        )
-    except InvalidInput as exc:
-        raise click.UsageError(str(exc)) from None
-    if not page.items:
-        click.echo(f"no interactions for {customer_id}")
-        return
-    click.echo(display.timeline(page.items))
-    if page.next_cursor:
-        click.echo(f"\nmore: --cursor {page.next_cursor}")
-
-
-@main.command()
-@click.argument("customer_id")
-@click.argument("content")
-@click.option("--author", required=True, help="Who made the call or the notation.")
-def note(customer_id: str, content: str, author: str) -> None:
-    """Record a phone call or manual notation on a customer's timeline."""
-    try:
-        record = container().communication.add_note(customer_id, content, author)
-    except InvalidInput as exc:
-        raise click.UsageError(str(exc)) from None
-    click.echo(f"note {record.interaction_uuid} recorded for {record.customer_id}")
-
-
-@main.command()
-@click.argument("customer_id")
-@click.option("--email", default=None)
-@click.option("--phone", default=None)
-def contact(customer_id: str, email: str | None, phone: str | None) -> None:
-    """Put a customer's email address or phone number (or both) in the contact directory."""
-    try:
-        container().communication.upsert_contact(customer_id, email, phone)
-    except InvalidInput as exc:
-        raise click.UsageError(str(exc)) from None
-    click.echo(f"contact saved for {customer_id}")
-
-
-@main.command("sent-to")
-@click.argument("address")
-@click.option("--channel", type=SENT_CHANNEL, default="email", show_default=True)
-@click.option("--limit", default=50, show_default=True, type=int)
-def sent_to(address: str, channel: str, limit: int) -> None:
-    """Show everything sent to ADDRESS, found by its blind index without decrypting."""
-    try:
-        records = container().communication.find_by_recipient(channel, address, limit)
-    except InvalidInput as exc:
-        raise click.UsageError(str(exc)) from None
-    if not records:
-        click.echo("nothing was sent to that address")
-        return
-    click.echo(display.timeline(records))
-
-
-@main.command()
-def demo() -> None:
-    """Run the demonstration on the configured (or embedded) services."""
-    try:
-        from devtools.demo import run_demo  # noqa: PLC0415 - absent from production installs
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.partition(".")[0] != "devtools":
-            raise
-        raise click.ClickException(
-            "the demo needs the development tools: run it from a checkout installed with "
-            "the dev extra (pip install -e '.[test,dev]', or make install)"
-        ) from None
-    run_demo()
-
-
-def _register() -> None:
-    for command in (send_batch, batch_status_command, reconcile_command, keys):
-        main.add_command(command)
-    for command in (doctor_command, flower_command, metrics_command, console, provider, batch):
-        main.add_command(command)
-
-    main.add_command(archive)
-    main.add_command(suppression)
-
-
-_register()

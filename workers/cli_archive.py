@@ -21,11 +21,12 @@ from services.archive.jobs.audit import verify_archive
 from services.archive.jobs.janitor import Janitor
 from services.archive.jobs.lock import ArchiveBusy, ArchiveUnsupported, archive_lock
 from services.archive.jobs.restore import restore_month
-from services.archive.jobs.retention_purge import purge_expired
+from services.archive.jobs.retention_purge import describe_retention, purge_expired
 from services.archive.stores.port import ArchiveStore
 from services.container import container
 from services.errors import InvalidInput
 from workers import display
+from workers.cli_io import echo_json, json_option
 
 
 def _month(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -111,12 +112,24 @@ def run_command(dry_run: bool, before: datetime | None) -> None:
 
 @archive.command("list")
 @click.option("--month", callback=_month, help="Only this month (YYYY-MM).")
-@click.option("--state", type=click.Choice([s.value for s in ArchiveState]), default=None)
-def list_command(month: date | None, state: str | None) -> None:
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in ArchiveState]),
+    default=None,
+    help="Only files in this state.",
+)
+@json_option
+def list_command(month: date | None, state: str | None, as_json: bool) -> None:
     """List the archived files and what each holds."""
     engine = container().engine
     with Session(engine) as session:
         rows = manifest_rows.listing(session, month, ArchiveState(state) if state else None)
+    if as_json:
+        fields = ("month", "state", "row_count", "event_count", "byte_size", "first_id", "last_id")
+        echo_json(
+            {"files": [{"key": r.object_key, **{f: getattr(r, f) for f in fields}} for r in rows]}
+        )
+        return
     if not rows:
         click.echo("no archived files")
         return
@@ -186,10 +199,16 @@ def purge_command(dry_run: bool) -> None:
     for decision in report.decisions:
         action = verb if decision.purge else "keep"
         click.echo(f"{action:<12} {decision.key} ({decision.rows:,} rows): {decision.reason}")
+    for waiting in report.waiting:
+        click.echo(
+            f"{'not yet':<12} {waiting.key} ({waiting.rows:,} rows): "
+            f"eligible on {waiting.eligible_on:%Y-%m-%d}"
+        )
     count = len(report.decisions) - len(report.kept)
     click.echo(
         f"{count} files {verb}, {len(report.kept)} kept by legal holds "
-        f"(months before {report.before_month:%Y-%m} are past retention)"
+        f"(months before {report.before_month:%Y-%m} are past the retention: "
+        f"{describe_retention(settings)})"
     )
 
 

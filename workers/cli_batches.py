@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,11 +19,12 @@ from services.container import container
 from services.errors import InvalidInput
 from services.locks import AlreadyRunning, run_exclusively
 from services.sending.batch_control import actions
-from services.sending.batch_status import batch_status
+from services.sending.batch_status import BatchStatus, batch_status
 from services.sending.batches import BatchReport, read_csv
 from services.sending.pacing import describe
 from services.sending.parking import batch_lot, lot_of
 from workers import display
+from workers.cli_io import EXIT_FAILED, Failed, echo_json, json_option
 from workers.cli_options import SENT_CHANNEL
 
 SHOWN_REJECTIONS = 20
@@ -44,8 +47,19 @@ def produce(
     not_before: datetime | None = None,
     reply_to_id: str | None = None,
 ) -> BatchReport:
-    """Run the producer over a CSV file, with a progress bar unless ``quiet``."""
+    """Run the producer over a CSV file or stdin (``-``), with a progress bar unless ``quiet``."""
     producer = container().batch_producer
+    if str(path) == "-":
+        rows = read_csv(sys.stdin.buffer, key_column)
+        return producer.run(
+            batch_id,
+            channel,
+            template,
+            rows,
+            source="stdin",
+            not_before=not_before,
+            reply_to_id=reply_to_id,
+        )
     with path.open("rb") as stream:
         rows = read_csv(stream, key_column)
         if quiet:
@@ -86,8 +100,8 @@ def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetim
 
 @click.command("send-batch")
 @click.option("--batch-id", required=True, help="Names the batch; the same id resumes it.")
-@click.option("--channel", type=SENT_CHANNEL, required=True)
-@click.option("--template", "template_key", required=True)
+@click.option("--channel", type=SENT_CHANNEL, required=True, help="The channel to send on.")
+@click.option("--template", "template_key", required=True, help="The template key.")
 @click.option("--key-column", default=None, help="A column holding each row's idempotency key.")
 @click.option(
     "--not-before",
@@ -99,7 +113,9 @@ def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetim
     default=None,
     help="Notify's email reply-to id (or SMS sender id) for this batch, over the template's.",
 )
-@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "csv_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 def send_batch(
     batch_id: str,
     channel: str,
@@ -109,7 +125,11 @@ def send_batch(
     reply_to_id: str | None,
     csv_file: Path,
 ) -> None:
-    """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet."""
+    """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet.
+
+    CSV_FILE may be ``-`` for standard input. Exits 1 when any row was rejected (the others
+    are enqueued all the same).
+    """
     try:
         report = produce(
             batch_id, channel, template_key, csv_file, key_column, False, not_before, reply_to_id
@@ -125,17 +145,25 @@ def send_batch(
         click.echo(f"  line {rejection.line}: {rejection.reason}", err=True)
     if report.rejected > SHOWN_REJECTIONS:
         click.echo(f"  ... and {report.rejected - SHOWN_REJECTIONS} more", err=True)
+    if report.rejected:
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command("batch-status")
 @click.argument("batch_id")
-def batch_status_command(batch_id: str) -> None:
+@json_option
+def batch_status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's totals by status and its progress."""
     sessions = container().sessions
     try:
         status = batch_status(sessions, batch_id, utcnow())
     except InvalidInput as exc:
+        if exc.field == "batch_id":
+            raise Failed(str(exc)) from None  # exit 1: no such batch
         raise click.UsageError(str(exc)) from None
+    if as_json:
+        echo_json(status_document(status))
+        return
     click.echo(
         f"batch {status.batch_id} ({status.channel}, template {status.template_key}), "
         f"{status.runs} run(s): {status.rows} rows, {status.rejected} rejected"
@@ -185,6 +213,19 @@ def steering_lines(
         why = f": {action.reason}" if action.reason else ""
         lines.append(f"  {action.at:%Y-%m-%d %H:%M:%S} UTC {action.action} by {action.actor}{why}")
     return lines
+
+
+def status_document(status: BatchStatus) -> dict[str, object]:
+    """A batch's status as JSON fields, with its progress and what holds its provider."""
+    document = dataclasses.asdict(status)
+    document["by_status"] = {s.value: n for s, n in sorted(status.by_status.items())}
+    document.update(
+        finished=status.finished,
+        progress=status.progress,
+        provider_hold=provider_hold(status.channel),
+        steering=steering_lines(status.batch_id, status.expected, status.by_status),
+    )
+    return document
 
 
 def provider_hold(channel: str) -> str | None:

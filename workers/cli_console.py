@@ -46,7 +46,9 @@ def add_user(username: str, roles: tuple[str, ...], password: str) -> None:
 
 @console.command()
 @click.option("--bind", default="127.0.0.1:8001", show_default=True, help="host:port to serve.")
-@click.option("--workers", default=2, show_default=True, type=int)
+@click.option(
+    "--workers", default=2, show_default=True, type=int, help="Gunicorn worker processes."
+)
 def serve(bind: str, workers: int) -> None:
     """Serve the console with gunicorn (put it behind your TLS reverse proxy)."""
     try:

@@ -15,6 +15,7 @@ from services.keys.rotation import (
     rotate,
     values_to_rotate,
 )
+from workers.cli_io import EXIT_FAILED, echo_json, json_option
 
 
 @click.group("keys")
@@ -29,10 +30,16 @@ def generate() -> None:
 
 
 @keys.command("status")
-def status() -> None:
+@json_option
+def status(as_json: bool) -> None:
     """Show how many stored values each key seals; a key sealing none can be removed."""
     ring = keyring()
     used = keys_in_use(container().engine)
+    if as_json:
+        echo_json(status_document(ring.active, set(ring.keys), used))
+        if used.get(PLAINTEXT):
+            raise SystemExit(EXIT_FAILED)
+        return
     click.echo(f"active key: {ring.active}")
     for key_id in sorted(set(ring.keys) | set(used)):
         where = "" if key_id in ring.keys else "  (NOT IN THE KEY RING)"
@@ -41,6 +48,19 @@ def status() -> None:
     _report_archive(ring.active)
     if used.get(PLAINTEXT):
         raise click.ClickException(f"{used[PLAINTEXT]} values are stored in clear")
+
+
+def status_document(active: str, ring: set[str], used: dict[str, int]) -> dict[str, object]:
+    """The key status as JSON fields: each key's values, and the archive files by key."""
+    files = archive_keys(container().sessions, get_settings())
+    return {
+        "active": active,
+        "keys": [
+            {"id": key_id, "values": used.get(key_id, 0), "in_ring": key_id in ring}
+            for key_id in sorted(ring | set(used))
+        ],
+        "archive_files": {key: dict(ids) for key, ids in sorted(files.items())},
+    }
 
 
 def _report_archive(active: str) -> None:

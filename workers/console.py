@@ -261,7 +261,7 @@ def add_note(customer_id: str) -> Response | tuple[str, int]:
     """Record a phone note on the customer's timeline."""
     content = request.form.get("content", "")
     try:
-        services().ledger_reader.add_note(customer_id, content, current_user().username)
+        services().ledger_reader.add_note(customer_id, content, author=current_user().username)
     except InvalidInput as exc:
         return customer_page(customer_id, error=exc, note=content, status=400)
     flash("Phone note recorded.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from kombu import Connection
 from pydantic import ValidationError
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, UnknownSetting, get_settings
 from models.migrate import current_revision, head_revision
 from models.session import build_engine
 from workers.doctor_checks import (
@@ -24,6 +25,7 @@ from workers.doctor_checks import (
     check_providers,
     check_webhook_secrets,
 )
+from workers.doctor_setup import check_console, check_variable_names, send_test
 
 
 def _redacted(url: str) -> str:
@@ -77,6 +79,7 @@ def check_broker(settings: Settings) -> Check:
 
 
 CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
+    check_variable_names,
     check_database,
     lambda settings: [check_broker(settings)],
     check_encryption_keys,
@@ -87,6 +90,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_archive_storage,
     check_metrics,
     check_flower,
+    check_console,
 )
 
 
@@ -105,16 +109,61 @@ def settings_problems(exc: ValidationError) -> list[Check]:
     return checks
 
 
+def as_json(checks: list[Check]) -> str:
+    """The checks as one JSON document: ``ok`` overall, then each check with its status."""
+    return json.dumps(
+        {
+            "ok": all(check.ok for check in checks),
+            "checks": [
+                {"name": c.name, "status": c.label.lower(), "message": c.message} for c in checks
+            ],
+        },
+        indent=2,
+    )
+
+
 @click.command("doctor")
-def doctor_command() -> None:
+@click.option("--json", "as_document", is_flag=True, help="Print the checks as a JSON document.")
+@click.option(
+    "--send-test",
+    "send_test_to",
+    metavar="ADDRESS",
+    default=None,
+    help="Also send one real message to ADDRESS (use the provider's test key).",
+)
+@click.option(
+    "--channel",
+    type=click.Choice(["email", "sms"]),
+    default="email",
+    show_default=True,
+    help="The channel of the --send-test message.",
+)
+@click.option(
+    "--template",
+    "template_key",
+    default="welcome",
+    show_default=True,
+    help="The template key of the --send-test message.",
+)
+def doctor_command(
+    as_document: bool, send_test_to: str | None, channel: str, template_key: str
+) -> None:
     """Check every dependency the running stack needs; exit 1 naming each failure."""
     try:
-        checks = run_checks(get_settings())
+        settings = get_settings()
+        checks = run_checks(settings)
+        if send_test_to:
+            checks.append(send_test(settings, channel, send_test_to, template_key))
     except ValidationError as exc:
         checks = settings_problems(exc)
-    for check in checks:
-        click.echo(f"[{check.label}] {check.name}: {check.message}")
+    except UnknownSetting:
+        checks = check_variable_names()
     failures = sum(1 for check in checks if not check.ok)
+    if as_document:
+        click.echo(as_json(checks))
+    else:
+        for check in checks:
+            click.echo(f"[{check.label}] {check.name}: {check.message}")
     if failures:
         click.echo(f"{failures} check(s) failed.", err=True)
         sys.exit(1)

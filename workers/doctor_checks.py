@@ -40,7 +40,7 @@ class Check:
         return "warn" if self.warning else "ok"
 
 
-def _missing(settings: Settings, name: str, message: str) -> Check:
+def missing(settings: Settings, name: str, message: str) -> Check:
     """Fails in production, warns elsewhere: development runs without some secrets."""
     production = settings.environment == "production"
     return Check(name, not production, message, warning=not production)
@@ -65,7 +65,7 @@ def check_providers(settings: Settings) -> list[Check]:
         variable = f"INTERACTIONS_{channel.upper()}_PROVIDER"
         if name == "log":
             checks.append(
-                _missing(settings, check, f"{variable} is log: messages are logged, not sent.")
+                missing(settings, check, f"{variable} is log: messages are logged, not sent.")
             )
         elif name == "notify" and (problem := _notify_key_problem(settings)):
             checks.append(Check(check, False, problem))
@@ -109,7 +109,7 @@ def check_webhook_secrets(settings: Settings) -> list[Check]:
             "INTERACTIONS_WEBHOOK_NOTIFY_TOKEN_SHA256 is empty: Notify's delivery receipts "
             "will be refused."
         )
-        return [_missing(settings, "callback auth", message)]
+        return [missing(settings, "callback auth", message)]
     return [
         Check("callback auth", True, f"{tokens} Notify token hash(es), {secrets} signing key(s)")
     ]
@@ -153,13 +153,13 @@ def check_metrics(settings: Settings) -> list[Check]:
         token = Check("metrics", False, message)
     elif not tokens:
         message = "INTERACTIONS_METRICS_TOKEN_SHA256 is empty: /metrics refuses every scrape."
-        token = _missing(settings, "metrics", message)
+        token = missing(settings, "metrics", message)
     else:
         token = Check("metrics", True, f"{len(tokens)} scrape token hash(es)")
     folder = settings.prometheus_multiproc_dir
     if folder is None:
         message = "PROMETHEUS_MULTIPROC_DIR is not set: each process keeps its metrics to itself."
-        directory = _missing(settings, "metrics directory", message)
+        directory = missing(settings, "metrics directory", message)
     elif not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         message = f"PROMETHEUS_MULTIPROC_DIR ({folder}) is not a writable directory."
         directory = Check("metrics directory", False, message)
@@ -173,7 +173,7 @@ def check_flower(settings: Settings) -> list[Check]:
     secrets = [s.get_secret_value() for s in settings.flower_basic_auth]
     if not secrets:
         message = "INTERACTIONS_FLOWER_BASIC_AUTH is empty: `interactions flower` will not start."
-        return [_missing(settings, "flower", message)]
+        return [missing(settings, "flower", message)]
     problems = credential_problems(secrets)
     if problems:
         return [Check("flower", False, " ".join(problems))]

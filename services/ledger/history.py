@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models.enums import ChannelType, InteractionStatus, parse_enum
+from models.enums import ChannelType, InteractionStatus, parse_enum, parse_status
 from models.interaction import CustomerInteraction
 from services.errors import InvalidInput
 from services.records import HistoryPage, InteractionRecord
@@ -76,7 +76,7 @@ class HistoryQuery:
             raise InvalidInput("limit", f"must be an integer from 1 to {max_limit}")
         try:
             parsed_channel = parse_enum(ChannelType, channel) if channel is not None else None
-            parsed_status = parse_enum(InteractionStatus, status) if status is not None else None
+            parsed_status = parse_status(status) if status is not None else None
         except ValueError as exc:
             raise InvalidInput("filter", str(exc)) from None
         after = Position.decode(cursor) if cursor else None

@@ -14,7 +14,7 @@ from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.contact import Contact
-from models.enums import ChannelType, InteractionStatus, parse_enum
+from models.enums import ChannelType, InteractionStatus, parse_status
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import (
@@ -48,6 +48,11 @@ from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
+# The RFC numbers customers (101); the ledger stores every id as text ("101").
+CustomerId = str | int
+# Recorded as a note's author when the caller names no one.
+AUTHOR_NOT_GIVEN = "(author not given)"
+
 _CLAIM_OUTCOMES = {
     ClaimState.ALREADY_SENT: DispatchOutcome.ALREADY_SENT,
     ClaimState.IN_FLIGHT: DispatchOutcome.IN_FLIGHT,
@@ -71,9 +76,16 @@ class CommunicationService:
         self._clock = clock
         self._pace = pace or PaceKeeper(None, self._settings)
 
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> CommunicationService:
+        """The same as ``services.connect(settings)``: the service on the configured database."""
+        from services import connect  # noqa: PLC0415 - the package imports this module
+
+        return connect(settings)
+
     def dispatch(
         self,
-        customer_id: str,
+        customer_id: CustomerId,
         channel: ChannelType | str,
         template_key: str,
         payload: dict[str, Any] | None,
@@ -155,7 +167,7 @@ class CommunicationService:
 
     def _validated(
         self,
-        customer_id: str,
+        customer_id: CustomerId,
         channel: ChannelType | str,
         template_key: str,
         payload: dict[str, Any] | None,
@@ -261,7 +273,7 @@ class CommunicationService:
 
     def get_history(
         self,
-        customer_id: str,
+        customer_id: CustomerId,
         limit: int = 50,
         *,
         cursor: str | None = None,
@@ -270,6 +282,9 @@ class CommunicationService:
         include_archived: bool = False,
     ) -> HistoryPage:
         """A customer's interactions, newest first, one keyset page at a time.
+
+        The page iterates over its records and has a ``len()``; ``reversed(page)`` reads it
+        oldest first, and ``page.next_cursor`` asks for the next (older) page.
 
         With ``include_archived`` the page also draws on the cold archive (slower: it reads
         the archived files that may hold the customer).
@@ -309,9 +324,18 @@ class CommunicationService:
         return status_events.apply(self._sessions, event, self._clock())
 
     def add_note(
-        self, customer_id: str, content: str, author: str, *, occurred_at: datetime | None = None
+        self,
+        customer_id: CustomerId,
+        content: str,
+        *,
+        author: str = AUTHOR_NOT_GIVEN,
+        occurred_at: datetime | None = None,
     ) -> InteractionRecord:
-        """Record a phone call (or any manual notation) as it happened, with its author."""
+        """Record a phone call (or any manual notation) as it happened, with its author.
+
+        The console and the API pass the signed-in identity as ``author``; a caller that
+        names no one is recorded as ``AUTHOR_NOT_GIVEN``.
+        """
         customer = validation.customer_id(customer_id)
         if not isinstance(content, str) or not content.strip():
             raise InvalidInput("content", "must be non-empty text")
@@ -336,7 +360,7 @@ class CommunicationService:
             row = writes.add_note(session, customer, content, author.strip(), when, now, "staff")
             return InteractionRecord.of(row)
 
-    def upsert_contact(self, customer_id: str, email: str | None, phone: str | None) -> None:
+    def upsert_contact(self, customer_id: CustomerId, email: str | None, phone: str | None) -> None:
         """Put a customer's addresses in the contact directory, normalised.
 
         An address given as None is left as it was: correcting the email keeps the phone.
@@ -370,7 +394,7 @@ def status_event(
     if not isinstance(provider_ref, str) or not provider_ref or len(provider_ref) > 255:
         raise InvalidInput("provider_ref", "must be 1-255 characters")
     try:
-        parsed = parse_enum(InteractionStatus, requested)
+        parsed = parse_status(requested)
     except ValueError as exc:
         raise InvalidInput("status", str(exc)) from None
     return status_events.StatusEvent(

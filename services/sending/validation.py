@@ -43,9 +43,14 @@ def is_printable(value: str) -> bool:
 
 
 def customer_id(value: object) -> str:
-    """A customer id: letters, digits and ``_.:-``, at most 64 characters."""
+    """A customer id: letters, digits and ``_.:-``, at most 64 characters.
+
+    The RFC numbers its customers: a non-negative integer is taken as its decimal string.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
     if not isinstance(value, str) or not value:
-        raise InvalidInput("customer_id", "must be a non-empty string")
+        raise InvalidInput("customer_id", "must be a non-empty string or a non-negative integer")
     if len(value) > CUSTOMER_ID_MAX:
         raise InvalidInput("customer_id", f"must be at most {CUSTOMER_ID_MAX} characters")
     if not _CUSTOMER_ID.match(value):

@@ -39,7 +39,7 @@ CORRECTED = "ada.fixed@example.org"
 @pytest.fixture
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (make test does)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--headless=new", "--no-sandbox"]

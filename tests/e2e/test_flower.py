@@ -118,7 +118,7 @@ def _chromium(url: str, *args: str, profile: Path) -> subprocess.CompletedProces
 
 @pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (.ci/run installs it)",
+    reason="Debian's chromium is not installed (make test installs it, .ci/bootstrap)",
 )
 def test_flower_dashboard_in_headless_chromium(
     pipeline: Pipeline,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +22,8 @@ from tests.archive_fixtures import (
 )
 from tests.fakes import FakeProvider
 
-NOW = datetime(2031, 6, 10, 9, 0, tzinfo=UTC)
+# 24 months hot + 7 years cold: months before 2024-06 are past the retention.
+NOW = datetime(2033, 6, 10, 9, 0, tzinfo=UTC)
 
 
 def states(world: ArchiveWorld) -> dict[str, ArchiveState]:
@@ -34,7 +35,7 @@ def states(world: ArchiveWorld) -> dict[str, ArchiveState]:
 def test_purge_keeps_what_a_legal_hold_covers_and_the_dry_run_says_why(
     world: ArchiveWorld,
 ) -> None:
-    # Three months past the seven years (before 2024-06), one inside them.
+    # Three months past the nine years (before 2024-06), one inside them.
     held = seed(world.engine, datetime(2024, 1, 20, tzinfo=UTC), customer_id="C-HELD")
     free = seed(world.engine, datetime(2024, 2, 20, tzinfo=UTC), customer_id="C-FREE")
     month_held = seed(world.engine, datetime(2024, 3, 20, tzinfo=UTC), customer_id="C-FREE")
@@ -56,8 +57,13 @@ def test_purge_keeps_what_a_legal_hold_covers_and_the_dry_run_says_why(
         decisions["2024-01"].reason
         == f"legal hold #{hold.id} on customer C-HELD by j.doe: case 2031-17"
     )
-    assert decisions["2024-02"].purge and "7-year retention" in decisions["2024-02"].reason
+    assert (
+        decisions["2024-02"].purge and "24 months hot + 7 years cold" in decisions["2024-02"].reason
+    )
     assert "month 2024-03 by a.roe" in decisions["2024-03"].reason
+    assert [(w.key.split("/")[1], w.eligible_on) for w in dry.waiting] == [
+        ("2024-06", date(2033, 7, 1))
+    ]
     assert dry.purged == 0 and all(s is ArchiveState.ARCHIVED for s in states(world).values())
 
     done = purge_expired(world.engine, world.store, world.settings, clock=lambda: NOW)

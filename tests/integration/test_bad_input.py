@@ -67,7 +67,7 @@ def test_a_key_reused_for_another_customer_is_refused(
 
 @pytest.mark.parametrize(
     ("status", "message"),
-    [("DELIVERED", "'DELIVERED' is not a valid"), ("bounced", "'bounced' is not a valid")],
+    [("BOUNCED", "'bounced' is not a valid"), ("bounced", "'bounced' is not a valid")],
 )
 def test_bad_status_strings_write_nothing(
     service: CommunicationService, db: Database, status: str, message: str
@@ -108,7 +108,7 @@ def test_bad_contact_addresses_write_nothing(service: CommunicationService, db: 
 def test_nul_characters_in_a_note_are_refused(service: CommunicationService, db: Database) -> None:
     before = db.counts()
     with pytest.raises(InvalidInput, match="NUL"):
-        service.add_note("C-1", "called\x00", "agent")
+        service.add_note("C-1", "called\x00", author="agent")
     with pytest.raises(InvalidInput, match="printable"):
-        service.add_note("C-1", "called", "age\x00nt")
+        service.add_note("C-1", "called", author="age\x00nt")
     assert db.counts() == before

@@ -138,7 +138,7 @@ def test_doctor_names_each_failure(tmp_path: Path) -> None:
         in out
     )
     assert "[FAIL] broker: redis://127.0.0.1:1/0 does not answer" in out
-    assert "secret" not in out
+    assert ":secret@" not in out
 
 
 def test_doctor_says_when_migrations_are_behind(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from celery.bin.celery import celery as celery_cli
 
 from config.celery import QUEUES
 from config.settings import Settings
-from workers.cli import main as interactions_cli
+from workers.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -71,7 +71,7 @@ def _setting_names() -> set[str]:
 def _check_entry_point(argv: list[str]) -> None:
     program, *args = argv
     if program == "interactions":
-        assert args[0] in interactions_cli.commands or args[0] == "--help", argv
+        assert args[0] in COMMANDS or args[0] == "--help", argv
         return
     if program == "celery":
         assert args[:2] == ["-A", "workers.app"], argv

@@ -195,7 +195,7 @@ def test_the_timeline_is_newest_first_by_cursor_with_status_times_and_batch(
     start = datetime(2026, 3, 1, 9, tzinfo=UTC)
     for i in range(4):
         service.add_note(
-            CUSTOMER, f"call number {i}", "agent", occurred_at=start + timedelta(hours=i)
+            CUSTOMER, f"call number {i}", author="agent", occurred_at=start + timedelta(hours=i)
         )
     sent = service.dispatch(
         CUSTOMER, "email", "welcome", {}, "b7:" + CUSTOMER, "p@example.org", batch_id="b7"

@@ -245,7 +245,7 @@ def test_a_delivered_email_is_resent_only_with_a_reason_as_a_new_linked_message(
 def test_an_attempt_in_flight_or_a_phone_note_cannot_be_resent(
     app: Flask, service: CommunicationService, queue: CapturedQueue, pg_db: Database
 ) -> None:
-    note = service.add_note(CUSTOMER, "called", "agent")
+    note = service.add_note(CUSTOMER, "called", author="agent")
     client, token = sign_in(app, "r.esender")
     status, _, page = _resend(client, token, note, reason="why not")
     assert status == 400 and "only an email or an SMS can be sent again" in page

@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from devtools.database import recreate_database
+from devtools.stub.server import StubNotifyServer
 from services.callbacks.signatures import token_sha256
 from tests.conftest import PG_URL
 from tests.integration.test_cli import run
@@ -41,6 +42,11 @@ def _production(tmp_path: Path) -> dict[str, str]:
         "INTERACTIONS_BLIND_INDEX_KEY": os.environ["INTERACTIONS_BLIND_INDEX_KEY"],
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         "INTERACTIONS_ARCHIVE_URL": str(tmp_path / "archive"),
+        "INTERACTIONS_CONSOLE_SECRET_KEY": "c" * 40,
+        "INTERACTIONS_CONSOLE_USERS": json.dumps(
+            [{"username": "ops", "password_hash": "scrypt:x", "roles": ["viewer"]}]
+        ),
+        "INTERACTIONS_CONSOLE_ALLOW_LOCAL_USERS_IN_PRODUCTION": "true",
     }
 
 
@@ -63,6 +69,8 @@ def test_a_complete_stack_passes_every_check(tmp_path: Path) -> None:
         "metrics",
         "metrics directory",
         "flower",
+        "console",
+        "variable names",
     }
 
 
@@ -119,3 +127,37 @@ def test_broken_settings_are_named_not_a_traceback(tmp_path: Path) -> None:
         result.stdout
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_misspelt_variable_fails_the_doctor_naming_the_closest(tmp_path: Path) -> None:
+    env = {**_production(tmp_path), "INTERACTIONS_EMAIL_PROVIDR": "notify"}
+    run(env, "migrate", ok=False)
+    document = json.loads(run(env, "doctor", "--json", ok=False).stdout)
+    assert document["ok"] is False
+    assert document["checks"] == [
+        {
+            "name": "variable names",
+            "status": "fail",
+            "message": "INTERACTIONS_EMAIL_PROVIDR is not a setting and would be ignored; "
+            "did you mean INTERACTIONS_EMAIL_PROVIDER?",
+        }
+    ]
+
+
+def test_a_console_no_one_can_sign_in_to_fails_in_production(tmp_path: Path) -> None:
+    env = _production(tmp_path)
+    run(env, "migrate")
+    env["INTERACTIONS_CONSOLE_USERS"] = "[]"
+    document = json.loads(run(env, "doctor", "--json", ok=False).stdout)
+    failed = [c for c in document["checks"] if c["status"] == "fail"]
+    assert [c["name"] for c in failed] == ["console"]
+    assert "no one could sign in" in failed[0]["message"]
+
+
+def test_send_test_makes_one_round_trip_through_the_provider(
+    tmp_path: Path, stub_notify: StubNotifyServer
+) -> None:
+    env = {**_production(tmp_path), "INTERACTIONS_NOTIFY_BASE_URL": stub_notify.url}
+    run(env, "migrate")
+    out = run(env, "doctor", "--send-test", "ops@example.org").stdout
+    assert "[ok] test send (email): notify took it as " in out

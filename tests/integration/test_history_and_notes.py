@@ -34,7 +34,9 @@ def test_pages_walk_the_whole_timeline_newest_first(service: CommunicationServic
 
 def test_rows_created_in_the_same_instant_are_ordered_by_id(service: CommunicationService) -> None:
     instant = datetime(2026, 5, 1, 12, tzinfo=UTC)
-    notes = [service.add_note("C-5", f"call {i}", "agent", occurred_at=instant) for i in range(5)]
+    notes = [
+        service.add_note("C-5", f"call {i}", author="agent", occurred_at=instant) for i in range(5)
+    ]
     assert _timeline_keys(service, "C-5") == [n.idempotency_key for n in reversed(notes)]
 
 
@@ -42,7 +44,7 @@ def test_filters_by_channel_and_status(service: CommunicationService) -> None:
     sent = send_email(service, customer_id="C-3")
     service.dispatch("C-3", "sms", "reminder", {}, unique_key(), "+16135550101")
     send_email(service, customer_id="C-3", recipient="invalid")
-    service.add_note("C-3", "called", "agent")
+    service.add_note("C-3", "called", author="agent")
     emails = service.get_history("C-3", 10, channel="email").items
     assert {r.channel for r in emails} == {ChannelType.EMAIL}
     assert len(emails) == 2
@@ -68,7 +70,9 @@ def test_a_note_is_a_delivered_phone_interaction_with_its_author(
     service: CommunicationService,
 ) -> None:
     when = datetime.now(UTC) - timedelta(hours=2)
-    note = service.add_note("C-2", "Called about the overdue form.", "j.doe", occurred_at=when)
+    note = service.add_note(
+        "C-2", "Called about the overdue form.", author="j.doe", occurred_at=when
+    )
     assert note.channel is ChannelType.PHONE
     assert note.status is InteractionStatus.DELIVERED
     assert note.author == "j.doe"

@@ -35,7 +35,7 @@ def restore_ring() -> Iterator[None]:
 def _fill(service: CommunicationService, db: Database) -> None:
     service.upsert_contact("C-9", CANARY_ADDRESS, "+1 613 555 0199")
     send_email(service, customer_id="C-9", recipient=None, payload={"note": CANARY_TEXT})
-    service.add_note("C-9", f"Called: {CANARY_TEXT}", "agent")
+    service.add_note("C-9", f"Called: {CANARY_TEXT}", author="agent")
     body = notify_receipt("N-1", "00000000-0000-0000-0000-000000000000", to=CANARY_ADDRESS)
     inbox.store(db.sessions, "notify", parse_notify(body), body, utcnow())
 

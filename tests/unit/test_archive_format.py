@@ -13,7 +13,7 @@ from services.archive.fileformat.customer_filter import HASHES, CustomerFilter, 
 from services.archive.fileformat.manifest import Manifest
 from services.archive.fileformat.months import months_back, parse_month
 from services.archive.fileformat.names import manifest_key, object_key
-from services.archive.jobs.retention_purge import purge_before
+from services.archive.jobs.retention_purge import eligible_on, purge_before
 from services.archive.jobs.run_plan import MonthCount, Plan
 
 
@@ -29,7 +29,8 @@ def test_months_back_clamps_to_the_end_of_a_shorter_month() -> None:
     )
     assert months_back(datetime(2026, 2, 28, tzinfo=UTC), 24) == datetime(2024, 2, 28, tzinfo=UTC)
     assert months_back(datetime(2026, 5, 31, tzinfo=UTC), 3) == datetime(2026, 2, 28, tzinfo=UTC)
-    assert purge_before(datetime(2031, 6, 10, tzinfo=UTC), 7) == date(2024, 6, 1)
+    assert purge_before(datetime(2033, 6, 10, tzinfo=UTC), 24 + 7 * 12) == date(2024, 6, 1)
+    assert eligible_on(date(2024, 6, 1), 24 + 7 * 12) == date(2033, 7, 1)
 
 
 @pytest.mark.parametrize("text", ["2024-3", "2024-13", "24-03", "march"])

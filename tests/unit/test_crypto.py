@@ -74,7 +74,7 @@ def test_production_refuses_to_start_without_keys(monkeypatch: pytest.MonkeyPatc
 
 
 def test_development_generates_a_key_once_and_says_so_loudly(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     for name in ("ENCRYPTION_KEYS", "ENCRYPTION_ACTIVE_KEY", "BLIND_INDEX_KEY"):
         monkeypatch.delenv(f"INTERACTIONS_{name}", raising=False)
@@ -82,7 +82,7 @@ def test_development_generates_a_key_once_and_says_so_loudly(
     first = load_keyring(settings)
     second = load_keyring(settings)
     assert first.active == second.active and first.keys == second.keys
-    assert "WARNING: personal data is encrypted with a development key" in capsys.readouterr().err
+    assert "WARNING: personal data is encrypted with a development key" in caplog.text
     stored = json.loads((tmp_path / "keys.json").read_text())
     assert stored["active"] == first.active
     assert (tmp_path / "keys.json").stat().st_mode & 0o077 == 0

@@ -1,4 +1,9 @@
-"""Purging archive files past the cold retention, except what a legal hold covers."""
+"""Purging archive files past the cold retention, except what a legal hold covers.
+
+Purging cannot be undone, so the cold years are counted from when a month left the hot
+database, not from the month itself: a file is purged once its month is more than
+``archive_hot_months`` plus ``archive_cold_years`` old (24 months + 7 years by default).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from models.base import utcnow
 from services.archive.fileformat import manifest_rows
 from services.archive.fileformat.checked_lines import Corrupt, lines
 from services.archive.fileformat.customer_filter import CustomerFilter
-from services.archive.fileformat.months import months_back
+from services.archive.fileformat.months import months_back, next_month
 from services.archive.fileformat.names import manifest_key
 from services.archive.jobs import legal_holds
 from services.archive.stores.port import ArchiveStore
@@ -37,6 +42,16 @@ class PurgeDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class WaitingFile:
+    """An archived file not yet past the retention, and the day it becomes eligible."""
+
+    key: str
+    month: date
+    rows: int
+    eligible_on: date
+
+
 @dataclass
 class PurgeReport:
     """What a purge found past the retention and what it deleted."""
@@ -44,6 +59,7 @@ class PurgeReport:
     before_month: date
     dry_run: bool
     decisions: list[PurgeDecision] = field(default_factory=list)
+    waiting: list[WaitingFile] = field(default_factory=list)
     purged: int = 0
 
     @property
@@ -52,10 +68,26 @@ class PurgeReport:
         return [d for d in self.decisions if not d.purge]
 
 
-def purge_before(now: datetime, cold_years: int) -> date:
-    """Files of months before this one are wholly past the cold retention."""
-    threshold = months_back(now, cold_years * 12)
+def retention_months(settings: Settings) -> int:
+    """How many months a month's interactions are kept in all: hot, then cold."""
+    return settings.archive_hot_months + settings.archive_cold_years * 12
+
+
+def describe_retention(settings: Settings) -> str:
+    """The retention rule in words, for reasons and reports."""
+    return f"{settings.archive_hot_months} months hot + {settings.archive_cold_years} years cold"
+
+
+def purge_before(now: datetime, months: int) -> date:
+    """Files of months before this one are wholly past a retention of ``months``."""
+    threshold = months_back(now, months)
     return date(threshold.year, threshold.month, 1)
+
+
+def eligible_on(month: date, months: int) -> date:
+    """The first day a file of ``month`` may be purged under a retention of ``months``."""
+    index = month.year * 12 + month.month - 1 + months
+    return next_month(date(index // 12, index % 12 + 1, 1))
 
 
 def purge_expired(
@@ -68,7 +100,8 @@ def purge_expired(
 ) -> PurgeReport:
     """Delete archived files past the cold retention unless held; the caller holds the lock."""
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
-    report = PurgeReport(purge_before(clock(), settings.archive_cold_years), dry_run)
+    months = retention_months(settings)
+    report = PurgeReport(purge_before(clock(), months), dry_run)
     in_force = legal_holds.active(sessions)
     with sessions() as session:
         candidates = list(
@@ -89,13 +122,28 @@ def purge_expired(
             row.month,
             row.row_count,
             reason is None,
-            reason or f"past the {settings.archive_cold_years}-year retention",
+            reason or f"past the retention ({describe_retention(settings)})",
         )
         report.decisions.append(decision)
         if decision.purge and not dry_run:
             _purge(store, sessions, row, clock())
             report.purged += 1
+    if dry_run:
+        report.waiting = _waiting(sessions, report.before_month, months)
     return report
+
+
+def _waiting(sessions: Callable[[], Session], before: date, months: int) -> list[WaitingFile]:
+    """The archived files still inside the retention, each with its first day of eligibility."""
+    with sessions() as session:
+        rows = session.execute(
+            sa.select(ArchiveManifest.object_key, ArchiveManifest.month, ArchiveManifest.row_count)
+            .where(ArchiveManifest.state == ArchiveState.ARCHIVED, ArchiveManifest.month >= before)
+            .order_by(ArchiveManifest.month, ArchiveManifest.first_id)
+        ).all()
+    return [
+        WaitingFile(key, month, count, eligible_on(month, months)) for key, month, count in rows
+    ]
 
 
 def _held_by(store: ArchiveStore, row: ArchiveManifest, in_force: list[LegalHold]) -> str | None:
