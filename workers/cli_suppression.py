@@ -18,7 +18,11 @@ from workers import display
 
 ACTOR_HELP = "Who does it, for the suppression's history (default: the signed-in user)."
 CHANNEL_OPTION = click.option(
-    "--channel", type=click.Choice(["email", "sms"]), default="email", show_default=True
+    "--channel",
+    type=click.Choice(["email", "sms"]),
+    default="email",
+    show_default=True,
+    help="The channel the address is suppressed for.",
 )
 
 
@@ -50,7 +54,13 @@ def describe(record: SuppressionRecord) -> str:
 
 
 @suppression.command("list")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="How many, newest first.",
+)
 def list_command(limit: int) -> None:
     """The suppressions in force, newest first (addresses are kept only as a blind index)."""
     records = container().suppressions.in_force(limit)
