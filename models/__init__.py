@@ -1,5 +1,6 @@
 """The ledger's tables, enumerations and sessions."""
 
+from models.api_key import ApiKey
 from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import Base
 from models.batch import Batch, BatchAction, BatchState
@@ -13,6 +14,7 @@ from models.sign_in_failure import SignInFailure
 from models.staff_session import StaffSession
 
 __all__ = [
+    "ApiKey",
     "ArchiveManifest",
     "ArchiveState",
     "Base",

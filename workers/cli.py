@@ -13,6 +13,7 @@ from models.migrate import upgrade
 from services.container import container
 from services.errors import Deferred, InvalidInput, TransientDispatchError
 from workers import display
+from workers.cli_api import api, api_keys
 from workers.cli_archive import archive
 from workers.cli_batch_controls import batch
 from workers.cli_batches import batch_status_command, reconcile_command, send_batch
@@ -161,7 +162,7 @@ def demo() -> None:
 
 
 def _register() -> None:
-    for command in (send_batch, batch_status_command, reconcile_command, keys):
+    for command in (send_batch, batch_status_command, reconcile_command, keys, api, api_keys):
         main.add_command(command)
     for command in (doctor_command, flower_command, metrics_command, console, provider, batch):
         main.add_command(command)
