@@ -47,7 +47,7 @@ api = Blueprint("api", __name__)
 CSV = "text/csv"
 JSON_LINES = ("application/x-ndjson", "application/jsonl")
 CUSTOMER = Parameter("customer_id", "path", {"type": "string", "pattern": m.CUSTOMER_ID})
-BATCH = Parameter("batch_id", "path", {"type": "string", "minLength": 1, "maxLength": 100})
+BATCH = Parameter("batch_id", "path", {"type": "string", "pattern": m.BATCH_ID})
 IDEMPOTENCY = Parameter(
     "Idempotency-Key",
     "header",
@@ -370,9 +370,11 @@ def read_json_lines(stream: IO[bytes]) -> Iterator[RecipientRow | Rejection]:
     {200: m.BatchReport, 413: None, 415: None, 422: None},
     raw_body=(JSON_LINES[0], CSV),
     parameters=(
-        Parameter("batch_id", "query", {"type": "string", "minLength": 1}, required=True),
+        Parameter("batch_id", "query", {"type": "string", "pattern": m.BATCH_ID}, required=True),
         Parameter("channel", "query", {"enum": ["email", "sms"]}, required=True),
-        Parameter("template_key", "query", {"type": "string", "minLength": 1}, required=True),
+        Parameter(
+            "template_key", "query", {"type": "string", "pattern": m.TEMPLATE_KEY}, required=True
+        ),
         Parameter("not_before", "query", {"type": "string", "format": "date-time"}),
     ),
     tag="batches",

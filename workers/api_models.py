@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 SentChannel = Literal["email", "sms"]
 AnyChannel = Literal["email", "sms", "phone", "system"]
 Status = Literal["pending", "sent", "delivered", "opened", "failed"]
-CUSTOMER_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+CUSTOMER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+TEMPLATE_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+BATCH_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$"
 
 
 class Strict(BaseModel):
@@ -29,7 +31,7 @@ class MessageRequest(Strict):
 
     customer_id: str = Field(min_length=1, max_length=64, pattern=CUSTOMER_ID)
     channel: SentChannel
-    template_key: str = Field(min_length=1, max_length=100)
+    template_key: str = Field(min_length=1, max_length=100, pattern=TEMPLATE_KEY)
     payload: dict[str, Any] = Field(default_factory=dict, description="The template's fields.")
     recipient: str | None = Field(
         default=None,
