@@ -228,6 +228,22 @@ class Settings(BaseSettings):
     console_oidc_roles_claim: str = "roles"
     console_oidc_role_map: dict[str, ConsoleRole] = Field(default_factory=_same_role_names)
 
+    # The HTTP API (workers.api): bodies, batch uploads, and each client's request rate.
+    api_max_body_bytes: int = Field(default=65_536, ge=1024)
+    api_batch_max_rows: int = Field(default=1_000_000, ge=1)
+    # Requests one client may make per window, counted in Redis across every API process.
+    api_rate_limit_requests: int = Field(default=6000, ge=1)
+    api_rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    # OAuth2 client-credentials tokens from the organisation's identity provider; keys only
+    # when the issuer is unset.
+    api_jwt_issuer: str | None = None
+    api_jwt_audience: str | None = None
+    api_jwt_jwks_url: str | None = None
+    # The claim naming the calling client, and the one listing its scopes (space-separated).
+    api_jwt_client_claim: str = "azp"
+    api_jwt_scope_claim: str = "scope"
+    api_jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+
     @property
     def resolved_log_format(self) -> Literal["json", "text"]:
         """The log format in force: as configured, else JSON in production only."""

@@ -70,6 +70,17 @@ HELP: dict[str, str] = {
     "notify_sender_identity": "Per template key, Notify's email_reply_to_id, sms_sender_id and "
     "one_click_unsubscribe_url, as JSON.",
     "suppression_days": "How long a hard-bounced address stays suppressed for its channel.",
+    "api_max_body_bytes": "Largest JSON body the HTTP API reads (batch uploads stream apart).",
+    "api_batch_max_rows": "Most rows one batch upload to the HTTP API may carry.",
+    "api_rate_limit_requests": "Requests each API client may make per window, counted in Redis.",
+    "api_rate_limit_window_seconds": "The window of the API clients' rate limit.",
+    "api_jwt_issuer": "Issuer of the OAuth2 client-credentials tokens the API accepts (unset: "
+    "API keys only).",
+    "api_jwt_audience": "Audience those tokens must name.",
+    "api_jwt_jwks_url": "Where the issuer publishes its signing keys (JWKS).",
+    "api_jwt_client_claim": "The token claim that names the calling client.",
+    "api_jwt_scope_claim": "The token claim that holds its scopes, space-separated.",
+    "api_jwt_algorithms": "Signature algorithms the API accepts for those tokens.",
     "smtp_message_id_domain": "Domain of the Message-ID the service gives each email.",
     "smtp_rate_per_minute": "Emails a minute the SMTP server takes.",
     "templates_dir": "Where the SMTP and log providers' templates are.",

@@ -1,5 +1,6 @@
 """The ledger's tables, enumerations and sessions."""
 
+from models.api_key import ApiKey
 from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import Base
 from models.batch import Batch, BatchAction, BatchState
@@ -14,6 +15,7 @@ from models.staff_session import StaffSession
 from models.suppression import Suppression
 
 __all__ = [
+    "ApiKey",
     "ArchiveManifest",
     "ArchiveState",
     "Base",

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast, overload
 
+import jwt
 import redis
 from celery import Celery
 from sqlalchemy.engine import Engine
@@ -35,6 +36,10 @@ from providers.registry import ProviderRegistry
 from services.archive.stores.factory import open_store
 from services.archive.stores.port import ArchiveStore
 from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
+from services.clients.keys import ApiKeys
+from services.clients.rate import RateLimit
+from services.clients.tokens import TokenVerifier
+from services.sending.acceptance import Acceptance
 from services.sending.batch_control import BatchGate
 from services.sending.batches import BatchProducer, Publisher
 from services.sending.communication import CommunicationService
@@ -276,6 +281,47 @@ class Container:
             else None
         )
         return BatchGate(self.sessions, client)
+
+    @part
+    def acceptance(self) -> Acceptance:
+        """Records a message sent over the API and hands it to the workers."""
+        return Acceptance(self.sessions, self.publisher, self.settings, self.check_template)
+
+    @part
+    def api_keys(self) -> ApiKeys:
+        """The HTTP API's client keys."""
+        return ApiKeys(self.sessions)
+
+    @part
+    def api_rate_limit(self) -> RateLimit:
+        """Each API client's request rate, in the broker's Redis (unlimited without Redis)."""
+        url = self.settings.resolved_broker_url
+        client = (
+            redis.Redis.from_url(url, socket_timeout=5)
+            if url.startswith(("redis://", "rediss://"))
+            else None
+        )
+        settings = self.settings
+        return RateLimit(
+            client, settings.api_rate_limit_requests, settings.api_rate_limit_window_seconds
+        )
+
+    @part
+    def api_tokens(self) -> TokenVerifier | None:
+        """Checks the identity provider's client-credentials tokens; None when not configured."""
+        settings = self.settings
+        issuer, audience = settings.api_jwt_issuer, settings.api_jwt_audience
+        jwks = settings.api_jwt_jwks_url
+        if not (issuer and audience and jwks):
+            return None
+        return TokenVerifier(
+            issuer,
+            audience,
+            jwt.PyJWKClient(jwks, cache_keys=True, lifespan=300),
+            settings.api_jwt_algorithms,
+            settings.api_jwt_client_claim,
+            settings.api_jwt_scope_claim,
+        )
 
     def reconciler(self) -> Reconciler:
         """A reconciler for one run: settles expired claims by asking the providers."""

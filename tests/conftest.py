@@ -38,6 +38,7 @@ TABLES = (
     "contacts",
     "inbound_events",
     "queued_messages",
+    "api_keys",
     "suppressions",
 )
 

@@ -85,6 +85,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "workers.cli_batch_controls:batch",
         "Steer a bulk send: pause, resume or cancel it, and list recent batches.",
     ),
+    "api": (
+        "workers.cli_api:api",
+        "The HTTP API for other services: send, steer batches, read timelines, add notes.",
+    ),
+    "api-keys": (
+        "workers.cli_api:api_keys",
+        "Keys that calling services use on the HTTP API.",
+    ),
     "suppression": (
         "workers.cli_suppression:suppression",
         "Addresses no message goes to after a permanent delivery failure, and their lifting.",

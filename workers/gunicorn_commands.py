@@ -1,4 +1,4 @@
-"""The gunicorn command lines that serve the webhook app and the support console."""
+"""The gunicorn command lines that serve the webhook app, the support console and the API."""
 
 from __future__ import annotations
 
@@ -34,3 +34,8 @@ def webhooks_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]
 def console_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
     """``gunicorn`` serving the support console at ``bind`` (host:port)."""
     return gunicorn_command("workers.console:create_app()", bind, workers, threads)
+
+
+def api_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """``gunicorn`` serving the HTTP API at ``bind`` (host:port)."""
+    return gunicorn_command("workers.api:create_app()", bind, workers, threads)

@@ -77,6 +77,7 @@ class Move(enum.StrEnum):
     UNDO_RESEND = "undo_resend"
     FORCED_RESEND = "forced_resend"
     NOTE = "note"
+    ACCEPT = "accept"
     MARK_UNKNOWN = "mark_unknown"
 
 
@@ -129,6 +130,10 @@ EDGES: Mapping[Move, Edge] = MappingProxyType(
         # A phone call or manual notation is recorded as it happened: already delivered.
         Move.NOTE: Edge(
             frozenset(), S.DELIVERED, EventKind.STAFF_ACTION, Outcome.NOTE_ADDED, creates=True
+        ),
+        # A message a caller handed over, waiting unclaimed for the dispatch to take it over.
+        Move.ACCEPT: Edge(
+            frozenset(), S.PENDING, EventKind.STATUS_CHANGED, Outcome.APPLIED, creates=True
         ),
         # The provider still cannot say, long after sending, what became of the message.
         Move.MARK_UNKNOWN: Edge(

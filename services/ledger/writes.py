@@ -500,6 +500,42 @@ def add_note(
     return row
 
 
+def accept(
+    session: Session,
+    interaction_uuid: uuid.UUID,
+    customer_id: str,
+    idempotency_key: str,
+    channel: ChannelType,
+    attempt: Attempt,
+    now: datetime,
+    entry: Entry,
+) -> int | None:
+    """Create the interaction PENDING and unclaimed, for a dispatch to take over; None if taken.
+
+    No lease and no attempt yet: the dispatch's claim finds a released row and takes it over
+    as attempt 1, so the caller can be answered with the uuid before anything is sent.
+    """
+    values = attempt.values(now, session.get_bind().dialect.name)
+    values.update(status=target(Move.ACCEPT), claim_expires_at=None)
+    inserted: int | None = session.execute(
+        _insert(session)
+        .values(
+            interaction_uuid=interaction_uuid,
+            customer_id=customer_id,
+            idempotency_key=idempotency_key,
+            channel=channel,
+            attempt_count=0,
+            created_at=now,
+            **values,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_TABLE.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        _moved(session, inserted, Move.ACCEPT, entry, None, now)
+    return inserted
+
+
 def mark_outcome_unknown(session: Session, interaction_id: int, now: datetime, source: str) -> bool:
     """Say the provider never told what became of a SENT message; False if it is known now."""
     marked = session.execute(

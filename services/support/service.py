@@ -156,6 +156,24 @@ class SupportService:
             )
             return InteractionRecord.of(row), [_event_record(event) for event in events]
 
+    def interaction_by_uuid(
+        self, interaction_uuid: str
+    ) -> tuple[InteractionRecord, list[EventRecord]]:
+        """Any customer's interaction by its uuid, with its history (for the API's readers)."""
+        try:
+            parsed = uuid.UUID(interaction_uuid)
+        except (ValueError, TypeError, AttributeError):
+            raise NotFound(interaction_uuid) from None
+        with self._sessions() as session:
+            customer = session.scalar(
+                sa.select(CustomerInteraction.customer_id).where(
+                    CustomerInteraction.interaction_uuid == parsed
+                )
+            )
+        if customer is None:
+            raise NotFound(interaction_uuid)
+        return self.interaction(customer, interaction_uuid)
+
     def resend(
         self,
         customer_id: str,
