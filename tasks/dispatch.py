@@ -140,4 +140,6 @@ def defer(task: Task, deferred: Deferred) -> None:
     countdown = min(deferred.wait, park_after)
     countdown += random.uniform(0, spread)  # noqa: S311 - spreading, not secrecy
     requeue(task, countdown, task.request.retries)
-    log.debug("dispatch deferred %.1fs (%s)", countdown, deferred.hold, extra=context)
+    log.info(
+        "dispatch deferred, will be retried in %.1fs (%s)", countdown, deferred.hold, extra=context
+    )

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # How soon a message held by a refused key asks again: the key may be fixed at any time.
 KEY_REFUSED_RETRY_SECONDS = 60.0
 GO_NOW = Admission(Hold.GO, 0.0)
+# How late a thread may wake for its slot and still take it; and how often it books again.
+LATE_WAKE_SECONDS = 0.010
+MAX_REBOOKINGS = 3
 
 
 class PaceKeeper:
@@ -49,13 +52,20 @@ class PaceKeeper:
         credential = provider.credential
         if credential is None:
             return GO_NOW
-        admission = self._pacer.admit(credential, channel.value)
-        if not admission.admitted:
-            metrics.send_deferred(provider.name, admission.hold)
-            raise Deferred(admission.hold, admission.wait, admission.reason)
-        if admission.wait > 0:
+        for _ in range(MAX_REBOOKINGS):
+            admission = self._pacer.admit(credential, channel.value)
+            if not admission.admitted:
+                metrics.send_deferred(provider.name, admission.hold)
+                raise Deferred(admission.hold, admission.wait, admission.reason)
+            if admission.wait <= 0:
+                return admission
             metrics.send_paced(provider.name, admission.wait)
+            due = time.monotonic() + admission.wait
             self._sleep(admission.wait)
+            # A thread woken late would send close behind the next slot's sender and crowd the
+            # provider's window: it gives its slot up and books another.
+            if time.monotonic() - due <= LATE_WAKE_SECONDS:
+                return admission
         return admission
 
     def succeeded(self, provider: Provider, admission: Admission) -> None:

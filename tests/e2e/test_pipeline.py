@@ -128,6 +128,9 @@ def test_transient_bursts_end_sent_and_permanent_errors_end_failed(pipeline: Pip
 
 
 def test_retries_that_run_out_end_failed(pipeline: Pipeline) -> None:
+    # Every request failing is an outage, which opens the breaker and fails nothing (see
+    # test_provider_pace); with the breaker out of reach, each message's retries run out.
+    pipeline.settings = pipeline.settings.model_copy(update={"breaker_failures": 10_000})
     pipeline.stub.configure(failure_rate=1.0, failure_status=503)
     pipeline.start_worker()
     pipeline.send_batch("outage", 3)
