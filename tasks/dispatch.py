@@ -45,9 +45,9 @@ def dispatch(
     here = container()
     settings = here.settings
     context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
-    if batch_id is not None and not admitted_by_batch(self, batch_id, idempotency_key):
-        return
     try:
+        if batch_id is not None and not admitted_by_batch(self, batch_id, idempotency_key):
+            return
         result = here.communication.dispatch(
             customer_id,
             channel,
