@@ -50,7 +50,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_paused_batch_stops_idles_and_resumes_exactly_once(pipeline: Pipeline) -> None:
-    count = 2000
+    count = 1200
     pipeline.stub.configure(latency_ms=5)
     worker = pipeline.start_worker()
     pipeline.send_batch("paused", count)
@@ -125,7 +125,7 @@ def test_a_scheduled_batch_waits_for_its_time(pipeline: Pipeline) -> None:
 
 
 def test_pausing_while_the_producer_still_enqueues(pipeline: Pipeline) -> None:
-    count = 3000
+    count = 1500
     pipeline.stub.configure(latency_ms=5)
     gate = _gate(pipeline)
     rows = (RecipientRow(i + 1, f"C-{i}", f"p{i}@example.org", {}) for i in range(count))

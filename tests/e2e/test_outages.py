@@ -27,7 +27,7 @@ from tests.e2e.conftest import BROKER, Pipeline
 
 pytestmark = pytest.mark.e2e
 DATABASE_OUTAGE_SECONDS = float(os.environ.get("E2E_DATABASE_OUTAGE_SECONDS", "20"))
-BROKER_OUTAGE_SECONDS = float(os.environ.get("E2E_BROKER_OUTAGE_SECONDS", "30"))
+BROKER_OUTAGE_SECONDS = float(os.environ.get("E2E_BROKER_OUTAGE_SECONDS", "20"))
 
 
 def _through(url: str, proxy: TcpProxy) -> str:
@@ -70,7 +70,7 @@ def test_a_database_outage_leaves_every_provider_attempt_to_the_provider(
 
 def test_a_broker_that_comes_back_empty_loses_no_recipient(pipeline: Pipeline) -> None:
     proxy = TcpProxy("127.0.0.1", 6379)
-    count = 1000
+    count = 600
     try:
         broker_url = _through(BROKER, proxy)
         pipeline.settings = pipeline.settings.model_copy(update={"broker_url": broker_url})
