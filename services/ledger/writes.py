@@ -170,6 +170,32 @@ def _insert(session: Session) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_TABLE)
 
 
+def _insert_new(
+    session: Session,
+    key: tuple[uuid.UUID, str, str, ChannelType],
+    attempts: int,
+    values: dict[str, Any],
+    now: datetime,
+) -> int | None:
+    """INSERT a new interaction unless its idempotency key exists; its id, or None."""
+    interaction_uuid, customer_id, idempotency_key, channel = key
+    inserted: int | None = session.execute(
+        _insert(session)
+        .values(
+            interaction_uuid=interaction_uuid,
+            customer_id=customer_id,
+            idempotency_key=idempotency_key,
+            channel=channel,
+            attempt_count=attempts,
+            created_at=now,
+            **values,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_TABLE.id)
+    ).scalar_one_or_none()
+    return inserted
+
+
 def open_attempt(
     session: Session,
     interaction_uuid: uuid.UUID,
@@ -181,20 +207,9 @@ def open_attempt(
     source: str,
 ) -> int | None:
     """Create the interaction with its first attempt; None when the key is already taken."""
-    inserted: int | None = session.execute(
-        _insert(session)
-        .values(
-            interaction_uuid=interaction_uuid,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            channel=channel,
-            attempt_count=1,
-            created_at=now,
-            **attempt.values(now, session.get_bind().dialect.name),
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(_TABLE.id)
-    ).scalar_one_or_none()
+    values = attempt.values(now, session.get_bind().dialect.name)
+    key = (interaction_uuid, customer_id, idempotency_key, channel)
+    inserted = _insert_new(session, key, 1, values, now)
     if inserted is not None:
         _moved(session, inserted, attempt.move, _attempt_entry(attempt, 1, source), None, now)
     return inserted
@@ -517,20 +532,8 @@ def accept(
     """
     values = attempt.values(now, session.get_bind().dialect.name)
     values.update(status=target(Move.ACCEPT), claim_expires_at=None)
-    inserted: int | None = session.execute(
-        _insert(session)
-        .values(
-            interaction_uuid=interaction_uuid,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            channel=channel,
-            attempt_count=0,
-            created_at=now,
-            **values,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(_TABLE.id)
-    ).scalar_one_or_none()
+    key = (interaction_uuid, customer_id, idempotency_key, channel)
+    inserted = _insert_new(session, key, 0, values, now)
     if inserted is not None:
         _moved(session, inserted, Move.ACCEPT, entry, None, now)
     return inserted
