@@ -19,6 +19,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from providers.base import SendReceipt
+from services.ledger import statements
 from services.ledger.transitions import (
     EDGES,
     Move,
@@ -88,14 +89,15 @@ class Attempt:
             "recipient_hash": self.recipient_hash,
             "template_key": self.template_key,
             "batch_id": self.batch_id,
-            "meta_data": self._meta_data(),
+            "meta_data": self.values_meta_data(),
             "claim_expires_at": None if self.failure else self._lease_end(now, dialect),
             "failure_reason": self.failure,
             "failed_at": now if self.failure else None,
             "updated_at": now,
         }
 
-    def _meta_data(self) -> dict[str, Any]:
+    def values_meta_data(self) -> dict[str, Any]:
+        """The interaction's ``meta_data``: the payload, and the sender when one is named."""
         meta: dict[str, Any] = {"payload": self.payload}
         if self.reply_to_id is not None:
             meta["reply_to_id"] = self.reply_to_id
@@ -212,6 +214,53 @@ def open_attempt(
     inserted = _insert_new(session, key, 1, values, now)
     if inserted is not None:
         _moved(session, inserted, attempt.move, _attempt_entry(attempt, 1, source), None, now)
+    return inserted
+
+
+def open_first_attempt(
+    session: Session,
+    interaction_uuid: uuid.UUID,
+    customer_id: str,
+    idempotency_key: str,
+    channel: ChannelType,
+    attempt: Attempt,
+    now: datetime,
+    source: str,
+    suppression_hash: str | None,
+) -> int | None:
+    """On PostgreSQL, ``open_attempt`` for an attempt to send in one round trip; else None.
+
+    The address is checked against the suppression list in the same statement when
+    ``suppression_hash`` is given. None (the key is taken, the address suppressed, or another
+    dialect) leaves the caller to take the general path, which says which it was.
+    """
+    if attempt.failure is not None or session.get_bind().dialect.name != "postgresql":
+        return None
+    edge = EDGES[attempt.move]
+    inserted: int | None = (
+        session.connection()
+        .execute(
+            statements.first_attempt,
+            {
+                "interaction_uuid": interaction_uuid,
+                "customer_id": customer_id,
+                "idempotency_key": idempotency_key,
+                "channel": channel,
+                "status": edge.target,
+                "recipient": attempt.recipient,
+                "recipient_hash": attempt.recipient_hash,
+                "template_key": attempt.template_key,
+                "batch_id": attempt.batch_id,
+                "meta_data": attempt.values_meta_data(),
+                "lease_seconds": attempt.lease_seconds,
+                "now": now,
+                "suppression_hash": suppression_hash,
+                "kind": edge.kind,
+                "source": source,
+            },
+        )
+        .scalar_one_or_none()
+    )
     return inserted
 
 
@@ -431,6 +480,49 @@ def record_sent(
     row.sent_at = row.sent_at or now
     report(session, row, requested, now, now, entry)
     return row
+
+
+def record_sent_first(
+    session: Session,
+    interaction_id: int,
+    interaction_uuid: uuid.UUID,
+    attempt: int,
+    receipt: SendReceipt,
+    now: datetime,
+    source: str,
+) -> dict[str, Any] | None:
+    """On PostgreSQL, SENT and its event in one round trip: the record's columns, else None.
+
+    None (a callback moved the row first, or another dialect) leaves ``record_sent`` to decide
+    under the row lock. The sealed columns are not read back.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    requested = InteractionStatus.SENT
+    (previous,) = reported_from(requested)
+    row = (
+        session.connection()
+        .execute(
+            statements.sent,
+            {
+                "interaction_id": interaction_id,
+                "status": requested,
+                "from_status": previous,
+                "provider": receipt.provider,
+                "notify_reference": str(interaction_uuid),
+                "body_content": receipt.body,
+                "provider_reference": receipt.provider_reference,
+                "now": now,
+                "kind": EventKind.STATUS_CHANGED,
+                "outcome": Outcome.APPLIED.value,
+                "source": source,
+                "attempt": attempt,
+            },
+        )
+        .mappings()
+        .one_or_none()
+    )
+    return dict(row) if row is not None else None
 
 
 def record_failed(

@@ -68,16 +68,7 @@ def claim(
     lease_seconds: float,
 ) -> Claim:
     """Claim the key for a new attempt, or say who has it; ``failure`` records it FAILED at once."""
-    attempt = writes.Attempt(
-        recipient=recipient,
-        recipient_hash=recipient_index(request.channel, recipient) if recipient else None,
-        template_key=request.template_key,
-        batch_id=request.batch_id,
-        payload=request.payload,
-        reply_to_id=request.reply_to_id,
-        failure=failure,
-        lease_seconds=lease_seconds,
-    )
+    attempt = _attempt(request, recipient, failure, lease_seconds)
     new_uuid = uuid.uuid4()
     inserted = writes.open_attempt(
         session,
@@ -108,6 +99,61 @@ def claim(
     if not writes.take_over(session, row.id, row.status, row.attempt_count, attempt, now, SOURCE):
         return held
     return Claim(ClaimState.CLAIMED, row.id, row.interaction_uuid, row.attempt_count + 1)
+
+
+def _attempt(
+    request: DispatchRequest, recipient: str | None, failure: str | None, lease_seconds: float
+) -> writes.Attempt:
+    return writes.Attempt(
+        recipient=recipient,
+        recipient_hash=recipient_index(request.channel, recipient) if recipient else None,
+        template_key=request.template_key,
+        batch_id=request.batch_id,
+        payload=request.payload,
+        reply_to_id=request.reply_to_id,
+        failure=failure,
+        lease_seconds=lease_seconds,
+    )
+
+
+def claim_new(
+    session: Session,
+    request: DispatchRequest,
+    recipient: str,
+    now: datetime,
+    lease_seconds: float,
+    check_suppression: bool,
+) -> Claim | None:
+    """The usual claim, a new key to an address not suppressed, in one round trip; else None.
+
+    None says nothing was written: the key exists, the address is suppressed (when
+    ``check_suppression``), or the database cannot do it in one statement. ``claim`` then
+    finds out which.
+    """
+    attempt = _attempt(request, recipient, None, lease_seconds)
+    new_uuid = uuid.uuid4()
+    inserted = writes.open_first_attempt(
+        session,
+        new_uuid,
+        request.customer_id,
+        request.idempotency_key,
+        request.channel,
+        attempt,
+        now,
+        SOURCE,
+        attempt.recipient_hash if check_suppression else None,
+    )
+    return Claim(ClaimState.CLAIMED, inserted, new_uuid, 1) if inserted is not None else None
+
+
+def record_sent_first(
+    session: Session, claim: Claim, receipt: SendReceipt, now: datetime
+) -> dict[str, Any] | None:
+    """SENT and its event in one round trip, the record's columns; None when it must be decided
+    under the row lock (``record_sent``)."""
+    return writes.record_sent_first(
+        session, claim.interaction_id, claim.interaction_uuid, claim.attempt, receipt, now, SOURCE
+    )
 
 
 def record_sent(

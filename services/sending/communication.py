@@ -14,6 +14,7 @@ from config.logging import bind as bind_log_ids
 from config.settings import Settings, get_settings
 from models.base import utcnow
 from models.contact import Contact
+from models.crypto import keyring
 from models.enums import ChannelType, InteractionStatus, parse_status
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
@@ -115,12 +116,17 @@ class CommunicationService:
             raise InvalidInput("channel", str(exc)) from None
         admission = self._pace.admit(provider, request.channel)
         now = self._clock()
+        lease = self._settings.claim_lease_seconds
         with self._sessions() as session, session.begin():
             address, failure = self._resolve_recipient(session, request, recipient)
+            claim: Claim | None = None
             if address is not None and failure is None:
-                failure = suppression.refusal(session, request.channel, address, now)
-            lease = self._settings.claim_lease_seconds
-            claim = claims.claim(session, request, address, failure, now, lease)
+                check = request.channel in suppression.SUPPRESSIBLE
+                claim = claims.claim_new(session, request, address, now, lease, check)
+                if claim is None:
+                    failure = suppression.refusal(session, request.channel, address, now)
+            if claim is None:
+                claim = claims.claim(session, request, address, failure, now, lease)
         if claim.state is ClaimState.KEY_CONFLICT:
             raise InvalidInput(
                 "idempotency_key", "was already used for another customer or channel"
@@ -163,7 +169,7 @@ class CommunicationService:
             self._pace.failed(provider, exc.reason)
             return DispatchResult(DispatchOutcome.IN_FLIGHT, self._record(claim.interaction_id))
         self._pace.succeeded(provider, admission)
-        return self._sent(claim, receipt)
+        return self._sent(claim, receipt, address)
 
     def _validated(
         self,
@@ -206,10 +212,14 @@ class CommunicationService:
             return None, exc.message
         return normalised, None
 
-    def _sent(self, claim: Claim, receipt: SendReceipt) -> DispatchResult:
+    def _sent(self, claim: Claim, receipt: SendReceipt, address: str) -> DispatchResult:
+        now = self._clock()
         with self._sessions() as session, session.begin():
-            row = claims.record_sent(session, claim, receipt, self._clock())
-            record = InteractionRecord.of(row)
+            columns = claims.record_sent_first(session, claim, receipt, now)
+            if columns is not None:
+                record = _sent_record(columns, address, receipt)
+            else:
+                record = InteractionRecord.of(claims.record_sent(session, claim, receipt, now))
         metrics.status_reached(InteractionStatus.SENT, record.channel, receipt.provider)
         return DispatchResult(DispatchOutcome.SENT, record)
 
@@ -378,6 +388,15 @@ class CommunicationService:
                 contact.phone = clean_phone
             contact.updated_at = self._clock()
             session.add(contact)
+
+
+def _sent_record(columns: dict[str, Any], address: str, receipt: SendReceipt) -> InteractionRecord:
+    """The record of a SENT row from the columns its update returned and what was sent."""
+    stored_body = columns.pop("body_content")
+    body = receipt.body
+    if body is None and stored_body is not None:
+        body = keyring().open(stored_body, "interactions.body_content")
+    return InteractionRecord(**columns, recipient=address, body_content=body)
 
 
 def status_event(
