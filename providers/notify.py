@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from urllib3.exceptions import MaxRetryError
 
 from config.settings import SenderIdentity, Settings
@@ -47,6 +49,7 @@ _KEY_FORMAT = (
     "a Notify API key has the form '{key name}-{service id}-{secret}', "
     "where the service id and the secret are each a 36-character UUID"
 )
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # Shorter values identify no one, and erasing every "a" would leave the reason unreadable.
 _SHORTEST_REDACTED = 3
 
@@ -239,7 +242,7 @@ class NotifyProvider(Provider):
         self._templates = dict(templates)
         self._identities = dict(sender_identities or {})
         self._timeouts = (connect_timeout, timeout)
-        self._session = _pooled_session(pool_size)
+        self._session = _pooled_session(pool_size, self._base_url)
         self.credential = Credential.of(self.name, api_key, per_minute)
 
     @classmethod
@@ -354,9 +357,16 @@ class NotifyProvider(Provider):
         return {"Authorization": f"Bearer {self._tokens.token()}"}
 
 
-def _pooled_session(pool_size: int) -> requests.Session:
+def _pooled_session(pool_size: int, base_url: str) -> requests.Session:
     session = requests.Session()
-    # No automatic retries: a re-sent POST could deliver a message twice.
+    # What requests would read from the environment on every request (about a third of a
+    # millisecond of CPU per message), read once: the proxy for the one host this session
+    # talks to, and the CA bundle. No .netrc: our own Authorization header must stand.
+    session.trust_env = False
+    session.proxies.update(get_environ_proxies(base_url))
+    bundle = next(filter(None, map(os.environ.get, _CA_BUNDLE_VARIABLES)), None)
+    if bundle:
+        session.verify = bundle
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
