@@ -56,12 +56,17 @@ UNPACED_PER_SECOND = 100_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+# Set on the workers' connections (libpq reads it), to tell their PostgreSQL backends apart.
+WORKER_APP_NAME = "bench-pipeline-worker"
+
+
 @dataclass(frozen=True)
 class Run:
-    """One end-to-end run: its rate and the workers' CPU per message."""
+    """One end-to-end run: its rate, the workers' CPU and their PostgreSQL backends' per message."""
 
     per_second: float
     cpu_ms: float
+    database_cpu_ms: float
 
 
 def tree_cpu_seconds(pids: list[int]) -> float:
@@ -85,6 +90,18 @@ def tree_cpu_seconds(pids: list[int]) -> float:
         total += times.get(pid, 0.0)
         todo.extend(parents.get(pid, []))
     return total
+
+
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of ``pids`` that still runs (not their children)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        seconds[pid] = sum(int(value) for value in fields[11:13]) / CLOCK_TICKS
+    return seconds
 
 
 def workers_cpu(workers: list[Worker]) -> float:
@@ -138,6 +155,7 @@ class Bench:
             # The stub sets no limit: the pace keeper still books every slot, but never holds
             # one back, so what is measured is the dispatch and not Notify's 50/s default.
             INTERACTIONS_NOTIFY_RATE_PER_MINUTE=str(UNPACED_PER_SECOND * 60),
+            PGAPPNAME=WORKER_APP_NAME,
         )
         return env
 
@@ -166,6 +184,15 @@ class Bench:
     def drained(self) -> bool:
         return self.redis.llen("dispatch") == 0 and self.redis.hlen("unacked") == 0
 
+    def backends_cpu(self) -> dict[int, float]:
+        """The CPU so far of each PostgreSQL backend serving the workers (on this host)."""
+        with self.engine.connect() as connection:
+            pids = connection.scalars(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": WORKER_APP_NAME},
+            ).all()
+        return process_cpu_seconds(list(pids))
+
     def noop_rate(self, count: int) -> float:
         """Tasks/s through workers whose task does nothing, same settings and messages."""
         self.clean()
@@ -187,11 +214,15 @@ class Bench:
         self.stub.configure(latency_ms=latency_ms)
         workers = start_workers(app, self.env(), self.args.workers, self.log_dir, "e2e")
         try:
-            cpu_before = workers_cpu(workers)
+            cpu_before, database_before = workers_cpu(workers), self.backends_cpu()
             started = time.perf_counter()
             self.producer().run(f"e2e-{latency_ms}", "email", "welcome", recipients(count))
             finished = wait_until(lambda: self.sent() >= count, 900, f"{count} SENT", every=0.1)
             cpu = workers_cpu(workers) - cpu_before
+            database = sum(
+                seconds - database_before.get(pid, 0.0)
+                for pid, seconds in self.backends_cpu().items()
+            )
         finally:
             stop_workers(workers)
         stats = self.stub.stats()
@@ -199,7 +230,7 @@ class Bench:
             raise RuntimeError(
                 f"{app}: stub counted {stats['total']} receipts, {stats['duplicates']} twice"
             )
-        return Run(count / (finished - started), 1000 * cpu / count)
+        return Run(count / (finished - started), 1000 * cpu / count, 1000 * database / count)
 
     def producer_rate(self, count: int) -> float:
         """Recipients/s enqueued by the batch producer, already-sent query included."""
@@ -291,12 +322,17 @@ def alternate(bench: Bench, n: int, latency_ms: float, rounds: int) -> tuple[Run
             done.append(bench.end_to_end(app, n, latency_ms))
             last = done[-1]
             print(
-                f"{app} at {latency_ms:g} ms: {last.per_second:,.0f}/s, {last.cpu_ms:.2f} ms CPU",
+                f"{app} at {latency_ms:g} ms: {last.per_second:,.0f}/s, {last.cpu_ms:.2f} ms CPU,"
+                f" PostgreSQL {last.database_cpu_ms:.2f} ms",
                 file=sys.stderr,
                 flush=True,
             )
     project, floor = (
-        Run(median(r.per_second for r in done), median(r.cpu_ms for r in done))
+        Run(
+            median(r.per_second for r in done),
+            median(r.cpu_ms for r in done),
+            median(r.database_cpu_ms for r in done),
+        )
         for done in runs.values()
     )
     return project, floor
@@ -317,6 +353,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, str]:
         floor_per_s_slow=slow_floor.per_second,
         cpu_ms_slow=slow.cpu_ms,
         floor_cpu_ms_slow=slow_floor.cpu_ms,
+        database_cpu_ms=fast.database_cpu_ms,
+        floor_database_cpu_ms=fast_floor.database_cpu_ms,
         slow_latency_ms=slow_ms,
     )
     figures = {"no-op tasks/s (reference)": f"{noop:,.0f}"}
@@ -330,6 +368,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, str]:
             ),
             f"worker CPU ms/message, stub {label}: project / floor": (
                 f"{project.cpu_ms:.2f} / {floor.cpu_ms:.2f} = {cpu:.2f}x  (goal <= 1.25x)"
+            ),
+            f"PostgreSQL CPU ms/message, stub {label}: project / floor": (
+                f"{project.database_cpu_ms:.2f} / {floor.database_cpu_ms:.2f}"
             ),
         }
     if args.only_dispatch:
