@@ -237,30 +237,27 @@ def open_first_attempt(
     if attempt.failure is not None or session.get_bind().dialect.name != "postgresql":
         return None
     edge = EDGES[attempt.move]
-    inserted: int | None = (
-        session.connection()
-        .execute(
-            statements.first_attempt,
-            {
-                "interaction_uuid": interaction_uuid,
-                "customer_id": customer_id,
-                "idempotency_key": idempotency_key,
-                "channel": channel,
-                "status": edge.target,
-                "recipient": attempt.recipient,
-                "recipient_hash": attempt.recipient_hash,
-                "template_key": attempt.template_key,
-                "batch_id": attempt.batch_id,
-                "meta_data": attempt.values_meta_data(),
-                "lease_seconds": attempt.lease_seconds,
-                "now": now,
-                "suppression_hash": suppression_hash,
-                "kind": edge.kind,
-                "source": source,
-            },
-        )
-        .scalar_one_or_none()
+    rows = statements.first_attempt.rows(
+        session.connection(),
+        {
+            "interaction_uuid": interaction_uuid,
+            "customer_id": customer_id,
+            "idempotency_key": idempotency_key,
+            "channel": channel,
+            "status": edge.target,
+            "recipient": attempt.recipient,
+            "recipient_hash": attempt.recipient_hash,
+            "template_key": attempt.template_key,
+            "batch_id": attempt.batch_id,
+            "meta_data": attempt.values_meta_data(),
+            "lease_seconds": attempt.lease_seconds,
+            "now": now,
+            "suppression_hash": suppression_hash,
+            "kind": edge.kind,
+            "source": source,
+        },
     )
+    inserted: int | None = rows[0]["id"] if rows else None
     return inserted
 
 
@@ -500,29 +497,24 @@ def record_sent_first(
         return None
     requested = InteractionStatus.SENT
     (previous,) = reported_from(requested)
-    row = (
-        session.connection()
-        .execute(
-            statements.sent,
-            {
-                "interaction_id": interaction_id,
-                "status": requested,
-                "from_status": previous,
-                "provider": receipt.provider,
-                "notify_reference": str(interaction_uuid),
-                "body_content": receipt.body,
-                "provider_reference": receipt.provider_reference,
-                "now": now,
-                "kind": EventKind.STATUS_CHANGED,
-                "outcome": Outcome.APPLIED.value,
-                "source": source,
-                "attempt": attempt,
-            },
-        )
-        .mappings()
-        .one_or_none()
+    rows = statements.sent.rows(
+        session.connection(),
+        {
+            "interaction_id": interaction_id,
+            "status": requested,
+            "from_status": previous,
+            "provider": receipt.provider,
+            "notify_reference": str(interaction_uuid),
+            "body_content": receipt.body,
+            "provider_reference": receipt.provider_reference,
+            "now": now,
+            "kind": EventKind.STATUS_CHANGED,
+            "outcome": Outcome.APPLIED.value,
+            "source": source,
+            "attempt": attempt,
+        },
     )
-    return dict(row) if row is not None else None
+    return rows[0] if rows else None
 
 
 def record_failed(
