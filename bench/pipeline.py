@@ -151,7 +151,10 @@ class Bench:
             INTERACTIONS_NOTIFY_TEMPLATES=json.dumps({"welcome": TEMPLATE_ID}),
             INTERACTIONS_WORKER_CONCURRENCY=str(self.args.concurrency),
             INTERACTIONS_WORKER_PREFETCH_MULTIPLIER=str(self.args.prefetch),
-            INTERACTIONS_DATABASE_POOL_SIZE=str(max(5, self.args.concurrency // 2)),
+            # A connection for each thread, as the bare pipeline has: connections beyond the
+            # pool are closed when given back, so their backends would come and go (each a
+            # fork and a log-in) and take their CPU out of the PostgreSQL figure as they went.
+            INTERACTIONS_DATABASE_POOL_SIZE=str(max(5, self.args.concurrency)),
             # The stub sets no limit: the pace keeper still books every slot, but never holds
             # one back, so what is measured is the dispatch and not Notify's 50/s default.
             INTERACTIONS_NOTIFY_RATE_PER_MINUTE=str(UNPACED_PER_SECOND * 60),
