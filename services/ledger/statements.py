@@ -1,8 +1,8 @@
-"""The dispatch's two PostgreSQL writes, each one statement compiled once per process.
+"""The dispatch's two PostgreSQL writes, each one statement rendered once per process.
 
 A dispatch writes four rows per message (the claim, its event, SENT, its event). Built with the
-ORM per call, each costs more worker CPU than the database spends on it; as prepared text with
-typed parameters, compiled on first use and cached by SQLAlchemy, each pair is one round trip.
+ORM per call, each cost more worker CPU than the database spent on it; as text rendered once and
+run on the session's connection with the columns' own processors, each pair is one round trip.
 The parameters take the column types, so sealing, redaction and enums apply exactly as in any
 other write. ``writes`` runs them; the general statements there remain the path for everything
 these do not cover (another dialect, a taken key, a suppressed address, a callback first).
