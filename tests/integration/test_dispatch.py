@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 
+from config.settings import Settings
 from models import CustomerInteraction, InteractionEvent
 from models.enums import EventKind, InteractionStatus
+from providers.base import OutboundMessage, SendReceipt
+from providers.registry import ProviderRegistry
 from services.errors import TransientDispatchError
-from services.records import DispatchOutcome
+from services.records import DispatchOutcome, InteractionRecord
 from services.sending.communication import CommunicationService
 from tests.conftest import Database
 from tests.factories import send_email, unique_key
@@ -181,3 +186,55 @@ def test_an_invalid_address_is_recorded_failed_without_echoing_it(
     assert result.interaction.failure_reason
     assert "someone" not in result.interaction.failure_reason
     assert provider.call_count == 0
+
+
+class _BodyProvider(FakeProvider):
+    """Answers with the rendered body, as Notify does."""
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        receipt = super().send(message)
+        return dataclasses.replace(receipt, body="Dear Ada")
+
+
+class _CallbackFirst(FakeProvider):
+    """Delivers the message and reports it delivered before the send returns."""
+
+    service: CommunicationService
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        receipt = super().send(message)
+        self.service.update_status(
+            receipt.provider_reference, "delivered", own_reference=message.reference
+        )
+        return receipt
+
+
+def test_the_record_a_dispatch_returns_is_the_row_as_stored(
+    db: Database, test_settings: Settings
+) -> None:
+    service = CommunicationService(
+        db.sessions, ProviderRegistry.single(_BodyProvider()), test_settings
+    )
+    result = send_email(service)
+    with db.sessions() as session:
+        stored = InteractionRecord.of(session.get_one(CustomerInteraction, result.interaction.id))
+    assert result.interaction == stored
+    assert stored.body_content == "Dear Ada"
+    assert stored.recipient == "person@example.org"
+
+
+def test_a_receipt_that_beats_the_sent_record_is_kept(
+    db: Database, test_settings: Settings
+) -> None:
+    provider = _CallbackFirst()
+    service = CommunicationService(db.sessions, ProviderRegistry.single(provider), test_settings)
+    provider.service = service
+    result = send_email(service)
+    record = result.interaction
+    assert record.status is InteractionStatus.DELIVERED
+    assert record.sent_at is not None
+    assert record.provider_reference and record.provider_reference.startswith("fake-")
+    kinds = [(e.kind, e.from_status, e.to_status) for e in _events(db, record.id)]
+    assert kinds[0] == (EventKind.ATTEMPT_STARTED, None, InteractionStatus.PENDING)
+    assert (EventKind.STATUS_CHANGED, InteractionStatus.DELIVERED, InteractionStatus.SENT) in kinds
+    assert provider.call_count == 1
