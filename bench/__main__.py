@@ -157,9 +157,10 @@ def estimate(quick: bool) -> str:
     """How long the run will take, from what past runs on two cores took."""
     if quick:
         return "about 3 minutes"
-    # generate 1M, pipeline, pace (three batches of 10,000), webhooks x3 settings, archive, timeline
-    # and a paused batch of 100,000 (parked, then resumed)
-    minutes = 1 + 2 + 8 + 4 + 3 + 2 + 1
+    # generate 1M, pipeline (project and bare floor at 0 and 100 ms), pace (three batches of
+    # 10,000), webhooks x3 settings, archive, timeline and a paused batch of 100,000 (parked,
+    # then resumed)
+    minutes = 1 + 3 + 8 + 4 + 3 + 2 + 1
     if not exists("bench_scale_10m"):
         minutes += 6
     if not exists("bench_scale_1m"):
