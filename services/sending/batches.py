@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,8 @@ from services.sending import queued, validation
 from services.sending.batch_control import BatchGate, Steering
 
 MAX_REJECTIONS_KEPT = 1000
-_SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"
+# What surrogateescape makes of bytes that are not UTF-8.
+_SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _decoded_lines(stream: IO[bytes]) -> Iterator[str]:
 
 
 def _has_bad_bytes(values: Iterable[str]) -> bool:
-    return any(_SURROGATE_MIN <= ch <= _SURROGATE_MAX for value in values for ch in value)
+    return any(not value.isascii() and _SURROGATES.search(value) for value in values)
 
 
 def read_csv(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -18,6 +19,12 @@ _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _TEMPLATE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An address the full validator would take as it is: an unquoted ASCII dot-atom local part
+# and a domain of ASCII labels. Anything else (quoted, international, odd) takes the full path.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_EMAIL = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})+)")
+LOCAL_PART_MAX, EMAIL_MAX = 64, 254
 MAX_PAYLOAD_DEPTH = 8
 
 
@@ -91,6 +98,8 @@ def payload(value: object, max_bytes: int) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput("payload", "must be a JSON object")
+    if _small_and_flat(value, max_bytes):
+        return value
     _check_depth(value, 1)
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
@@ -99,6 +108,21 @@ def payload(value: object, max_bytes: int) -> dict[str, Any]:
     if len(encoded) > max_bytes:
         raise InvalidInput("payload", f"is {len(encoded)} bytes; the limit is {max_bytes}")
     return value
+
+
+def _small_and_flat(value: dict[Any, Any], max_bytes: int) -> bool:
+    """Whether ``value`` surely passes without being encoded: text keys, text or integer values.
+
+    A character encodes to at most 6 bytes (a ``\\u00XX`` escape), so a payload this short
+    cannot be over the limit, and a flat one is one level deep: the common row of a batch
+    (a few template fields) skips the encoding that would only measure it.
+    """
+    budget = max_bytes // 6 - 2
+    for key, item in value.items():
+        if type(key) is not str or not (type(item) is str or type(item) is int):
+            return False
+        budget -= len(key) + len(str(item)) + 6
+    return budget >= 0
 
 
 def _check_depth(value: object, depth: int) -> None:
@@ -113,7 +137,22 @@ def _check_depth(value: object, depth: int) -> None:
 
 
 def email_address(value: str) -> str:
-    """A deliverable-looking email address, normalised (domain lower-cased)."""
+    """A deliverable-looking email address, normalised (domain lower-cased).
+
+    A plain ASCII address (nearly all of a batch) has its domain checked once per process by
+    the full validator, then only its shape and lengths: the same verdict and the same
+    normalised form as the full validator's, at a fraction of its cost per row.
+    """
+    plain = _PLAIN_EMAIL.fullmatch(value)
+    if plain is not None and len(plain[1]) <= LOCAL_PART_MAX and len(value) <= EMAIL_MAX:
+        domain = _checked_domain(plain[2])
+        if domain is not None:
+            return f"{plain[1]}@{domain}"
+    return full_email_address(value)
+
+
+def full_email_address(value: str) -> str:
+    """``email_address`` by the full validator alone, whatever the address."""
     if _CONTROL.search(value):
         raise InvalidRecipient("recipient", "email address contains control characters")
     try:
@@ -121,6 +160,15 @@ def email_address(value: str) -> str:
     except EmailNotValidError as exc:
         # The library's message can quote the address; keep only its class of problem.
         raise InvalidRecipient("recipient", f"not a valid email address ({_reason(exc)})") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """The domain as the full validator normalises it, or None if it refuses it."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
 
 
 def _reason(exc: EmailNotValidError) -> str:
