@@ -7,9 +7,11 @@ OPENED are enqueued again, and the claim protocol absorbs any that are still in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
@@ -216,15 +218,46 @@ class BatchProducer:
         chunks = itertools.chain(
             [first], iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
         )
-        for chunk in chunks:
-            if not chunk:
-                break
-            self._refuse_if_cancelled(batch_id)
-            self._run_chunk(report, batch_id, parsed_channel, template, chunk, sender)
-            self._save_progress(batch_id, report)
-            if on_progress:
-                on_progress(len(chunk))
+        # One chunk is delivered (already-sent query, record, publish) by a thread while the
+        # next one is read and checked here: the database and broker round trips overlap the
+        # parsing, and at most two chunks are held at once. Each chunk is still recorded
+        # before it is published, and the cancellation check still comes before each chunk.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-delivery") as deliverer:
+            in_flight: Future[tuple[int, int, int]] | None = None
+            try:
+                for chunk in chunks:
+                    if not chunk:
+                        break
+                    pending = self._check_chunk(
+                        report, batch_id, parsed_channel, template, chunk, sender
+                    )
+                    if in_flight is not None:
+                        self._settle(report, in_flight.result(), on_progress)
+                    in_flight = deliverer.submit(
+                        self._deliver, batch_id, pending, len(chunk), dataclasses.replace(report)
+                    )
+                if in_flight is not None:
+                    self._settle(report, in_flight.result(), on_progress)
+                    in_flight = None
+            finally:
+                if in_flight is not None:
+                    # Stopped for another reason (a row limit, a bad stream): the chunk under
+                    # way still finishes, so what was read is enqueued; its own failure, if
+                    # any, is the lesser news.
+                    in_flight.exception()
         return report
+
+    @staticmethod
+    def _settle(
+        report: BatchReport,
+        delivered: tuple[int, int, int],
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        already_sent, enqueued, rows = delivered
+        report.already_sent += already_sent
+        report.enqueued += enqueued
+        if on_progress:
+            on_progress(rows)
 
     def _check_template(
         self, channel: ChannelType, template: str, first: list[RecipientRow | Rejection]
@@ -287,7 +320,7 @@ class BatchProducer:
             self._gate.mirror(batch_id, steering)
         return sender
 
-    def _run_chunk(
+    def _check_chunk(
         self,
         report: BatchReport,
         batch_id: str,
@@ -295,7 +328,8 @@ class BatchProducer:
         template: str,
         chunk: list[RecipientRow | Rejection],
         reply_to_id: str | None = None,
-    ) -> None:
+    ) -> list[DispatchMessage]:
+        """The chunk's messages, checked and without repeated keys; rejections counted."""
         messages: dict[str, DispatchMessage] = {}
         for item in chunk:
             report.rows += 1
@@ -309,15 +343,28 @@ class BatchProducer:
                 report.duplicates += 1
                 continue
             messages[checked.idempotency_key] = checked
-        done = self._already_sent(list(messages))
-        report.already_sent += len(done)
-        pending = [m for key, m in messages.items() if key not in done]
+        return list(messages.values())
+
+    def _deliver(
+        self, batch_id: str, messages: list[DispatchMessage], rows: int, before: BatchReport
+    ) -> tuple[int, int, int]:
+        """Enqueue what is not already sent; (already sent, enqueued, rows) of the chunk.
+
+        ``before`` holds the totals through this chunk's checks and the previous chunks'
+        deliveries, from which the batch's progress is saved.
+        """
+        self._refuse_if_cancelled(batch_id)
+        done = self._already_sent([m.idempotency_key for m in messages])
+        pending = [m for m in messages if m.idempotency_key not in done]
         if pending:
             # Recorded first: a message the broker loses is then found and published again.
             with self._sessions() as session, session.begin():
                 queued.record(session, pending, utcnow(), self._broker_epoch())
             self._publisher.publish(pending)
-        report.enqueued += len(pending)
+        before.already_sent += len(done)
+        before.enqueued += len(pending)
+        self._save_progress(batch_id, before)
+        return len(done), len(pending), rows
 
     def _checked(
         self,
