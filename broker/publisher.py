@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ from broker.redaction import shown_arguments
 from config.celery import DISPATCH_QUEUE, TaskName
 
 TASK_NAME = TaskName.DISPATCH.value
-_NO_ARGS: list[Any] = []
+# Where each message's own values go in the envelope text built once per chunk.
+_MARKER = re.compile(r"@@(ID|TAG|REPR|BODY)@@")
 
 
 def _uuid4() -> str:
@@ -62,45 +64,55 @@ class CeleryPublisher:
         else:
             self._publish(messages)
 
-    def _template(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Celery's own headers and embedded options for a dispatch, to stamp per message."""
-        task_id = str(uuid.uuid4())
+    def _envelope(self, kwargs: dict[str, Any]) -> tuple[list[str], list[str], str]:
+        """The Redis envelope of a dispatch, as text around the four values that vary.
+
+        Celery's own headers (``as_task_v2``) and kombu's properties are encoded once per
+        chunk with a marker where each message's task id, delivery tag, displayed arguments
+        and body go; a message is then the pieces joined with its values. Returns the texts,
+        the marker names between them, and the embedded options of the body.
+        """
         built = self._app.amqp.as_task_v2(
-            task_id, TASK_NAME, kwargs=kwargs, argsrepr="()", kwargsrepr="", ignore_result=True
-        )
-        return dict(built.headers), built.body[2]
+            "@@ID@@", TASK_NAME, kwargs=kwargs, argsrepr="()", kwargsrepr="@@REPR@@",
+            ignore_result=True,
+        )  # fmt: skip
+        envelope = {
+            "body": "@@BODY@@",
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": built.headers,
+            "properties": {
+                "correlation_id": "@@ID@@",
+                "reply_to": "",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": DISPATCH_QUEUE},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": "@@TAG@@",
+            },
+        }
+        pieces = _MARKER.split(json.dumps(envelope))
+        return pieces[0::2], pieces[1::2], json.dumps(built.body[2])
 
     def _push(self, messages: Sequence[TaskMessage]) -> None:
         """One LPUSH of every message's envelope, as kombu's Redis transport writes it."""
-        first = messages[0].as_kwargs()
-        headers, embed = self._template(first)
+        texts, markers, embed = self._envelope(messages[0].as_kwargs())
         envelopes: list[str] = []
         for message in messages:
             kwargs = message.as_kwargs()
-            task_id = _uuid4()
-            body = json.dumps([_NO_ARGS, kwargs, embed]).encode()
-            own = dict(headers)
-            own["id"] = own["root_id"] = task_id
-            own["kwargsrepr"] = shown_arguments(TASK_NAME, kwargs)
-            envelopes.append(
-                json.dumps(
-                    {
-                        "body": base64.b64encode(body).decode(),
-                        "content-encoding": "utf-8",
-                        "content-type": "application/json",
-                        "headers": own,
-                        "properties": {
-                            "correlation_id": task_id,
-                            "reply_to": "",
-                            "delivery_mode": 2,
-                            "delivery_info": {"exchange": "", "routing_key": DISPATCH_QUEUE},
-                            "priority": 0,
-                            "body_encoding": "base64",
-                            "delivery_tag": _uuid4(),
-                        },
-                    }
-                )
-            )
+            body = f"[[], {json.dumps(kwargs)}, {embed}]".encode()
+            values = {
+                "ID": _uuid4(),
+                "TAG": _uuid4(),
+                # The displayed arguments, as a JSON string's content (it may hold quotes).
+                "REPR": json.dumps(shown_arguments(TASK_NAME, kwargs))[1:-1],
+                "BODY": base64.b64encode(body).decode(),
+            }
+            parts = [texts[0]]
+            for marker, text in zip(markers, texts[1:], strict=True):
+                parts.append(values[marker])
+                parts.append(text)
+            envelopes.append("".join(parts))
         with self._app.producer_or_acquire() as producer:
             channel = producer.channel
             # kombu's own client: its key prefix and connection options apply.
