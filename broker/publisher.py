@@ -54,6 +54,7 @@ class CeleryPublisher:
     def __init__(self, app: Celery) -> None:
         self._app = app
         self._redis = app.conf.broker_url.startswith(("redis://", "rediss://"))
+        self._shape: tuple[int, list[str], list[str], str] | None = None
 
     def publish(self, messages: Sequence[TaskMessage]) -> None:
         """Enqueue one dispatch task per message; returns once the broker has them all."""
@@ -96,7 +97,10 @@ class CeleryPublisher:
 
     def _push(self, messages: Sequence[TaskMessage]) -> None:
         """One LPUSH of every message's envelope, as kombu's Redis transport writes it."""
-        texts, markers, embed = self._envelope(messages[0].as_kwargs())
+        # The headers name this process (origin), so a forked child builds its own.
+        if self._shape is None or self._shape[0] != os.getpid():
+            self._shape = (os.getpid(), *self._envelope(messages[0].as_kwargs()))
+        _, texts, markers, embed = self._shape
         envelopes: list[str] = []
         for message in messages:
             kwargs = message.as_kwargs()

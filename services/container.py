@@ -289,8 +289,8 @@ class Container:
 
     @part
     def api_keys(self) -> ApiKeys:
-        """The HTTP API's client keys."""
-        return ApiKeys(self.sessions)
+        """The HTTP API's client keys: read on every request, one statement at a time."""
+        return ApiKeys(self.autocommit_sessions)
 
     @part
     def api_rate_limit(self) -> RateLimit:
