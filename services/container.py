@@ -284,8 +284,14 @@ class Container:
 
     @part
     def acceptance(self) -> Acceptance:
-        """Records a message sent over the API and hands it to the workers."""
-        return Acceptance(self.sessions, self.publisher, self.settings, self.check_template)
+        """Records a message sent over the API and hands it to the workers.
+
+        On autocommit connections: on PostgreSQL the row and its event are one statement
+        (``writes.accept``), atomic alone, so a BEGIN and a COMMIT round trip would add nothing.
+        """
+        return Acceptance(
+            self.autocommit_sessions, self.publisher, self.settings, self.check_template
+        )
 
     @part
     def api_keys(self) -> ApiKeys:
