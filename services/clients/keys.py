@@ -23,9 +23,11 @@ KNOWN = frozenset(scope.value for scope in Scope)
 # last_used_at is written at most this often per key, so each request is not also a write.
 LAST_USE_RESOLUTION = timedelta(minutes=1)
 _CLIENT = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{CLIENT_NAME_MAX - 1}}}$")
+# Table columns, not mapped attributes: the ORM's statement machinery stays out of it.
+_KEYS = ApiKey.__table__.c
 _LOOKUP = sa.select(
-    ApiKey.secret_sha256, ApiKey.client, ApiKey.scopes, ApiKey.revoked_at, ApiKey.last_used_at
-).where(ApiKey.key_id == sa.bindparam("key_id"))
+    _KEYS.secret_sha256, _KEYS.client, _KEYS.scopes, _KEYS.revoked_at, _KEYS.last_used_at
+).where(_KEYS.key_id == sa.bindparam("key_id"))
 _KEY = re.compile(rf"^{PREFIX}_([a-z0-9]{{12}})_([A-Za-z0-9_-]{{43}})$")
 
 
