@@ -29,6 +29,7 @@ from models.session import build_engine
 from providers.registry import ProviderRegistry
 from services.sending.batches import BatchProducer, BatchReport, DispatchMessage, RecipientRow
 from services.sending.reconciliation import Reconciler, ReconcileReport
+from tests.browser_fixtures import artifacts, browser  # noqa: F401 - fixtures
 from tests.conftest import PG_URL, TABLES
 
 pytestmark = pytest.mark.e2e
@@ -170,7 +171,7 @@ def pipeline(
         server.stop()
     stub.stop()
     broker.flushdb()
-    artifacts = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / request.node.name
-    artifacts.mkdir(parents=True, exist_ok=True)
+    kept = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / request.node.name
+    kept.mkdir(parents=True, exist_ok=True)
     for log in log_dir.glob("*.log"):
-        (artifacts / log.name).write_text(log.read_text())
+        (kept / log.name).write_text(log.read_text())
