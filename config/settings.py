@@ -28,6 +28,8 @@ NAMES_READ_ELSEWHERE = frozenset(
 
 ProviderName = Literal["log", "notify", "smtp"]
 ConsoleRole = Literal["viewer", "agent", "resender"]
+# How a confidential client proves itself at an OpenID Connect provider's token endpoint.
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 
 class ConsoleUser(BaseModel):
@@ -227,6 +229,12 @@ class Settings(BaseSettings):
     # The id_token claim listing the user's roles, and which of them grant which console role.
     console_oidc_roles_claim: str = "roles"
     console_oidc_role_map: dict[str, ConsoleRole] = Field(default_factory=_same_role_names)
+    # How the console proves itself at the token endpoint; unset: the first of these two the
+    # provider's discovery document lists (client_secret_basic when it lists none).
+    console_oidc_token_auth_method: TokenAuthMethod | None = None
+    # How long the provider's discovery document and signing keys are kept before they are read
+    # again; a token signed by a key not yet seen has the keys read again at once.
+    console_oidc_metadata_max_age_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
 
     # The HTTP API (workers.api): bodies, batch uploads, and each client's request rate.
     api_max_body_bytes: int = Field(default=65_536, ge=1024)

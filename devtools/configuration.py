@@ -144,6 +144,10 @@ HELP: dict[str, str] = {
     "console_oidc_roles_claim": "The id_token claim listing the user's roles.",
     "console_oidc_role_map": "JSON: identity-provider role -> console role (viewer, agent, "
     "resender).",
+    "console_oidc_token_auth_method": "client_secret_basic or client_secret_post at the "
+    "provider's token endpoint; unset: the first the provider's discovery lists.",
+    "console_oidc_metadata_max_age_seconds": "How long the provider's discovery document and "
+    "signing keys are kept; an unknown key id reads them again at once.",
 }
 
 

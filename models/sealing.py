@@ -37,6 +37,7 @@ SEALED_COLUMNS = (
     SealedColumn("inbound_events", "id", "body", "inbound_events.body"),
     SealedColumn("interaction_events", "id", "reason", "interaction_events.reason"),
     SealedColumn("queued_messages", "idempotency_key", "message", "queued_messages.message"),
+    SealedColumn("staff_sessions", "id", "id_token", "staff_sessions.id_token"),
 )
 
 # Given a stored value, the value to store instead, or None when it needs nothing.

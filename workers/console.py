@@ -50,6 +50,7 @@ from workers.console_auth import (
     configure_session,
     current_user,
     enable_oidc,
+    form_action_sources,
     requires,
     sign_in_pages,
 )
@@ -147,7 +148,8 @@ def error_input(error: object) -> str | None:
 def protect(response: Response) -> Response:
     """Every answer's security headers; pages, unlike the stylesheet, are never stored."""
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'self'; form-action {form_action_sources()}; frame-ancestors 'none'; "
+        "base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
