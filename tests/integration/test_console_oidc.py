@@ -270,7 +270,7 @@ def test_sign_out_ends_the_providers_session_too(
     provider.state.claims = {"sub": "u-30", "client_roles": ["support-agent"]}
     browser = Browser(app.test_client())
     assert browser.sign_in()[0].status_code == 303 and browser.asked_to_log_in
-    [id_token] = provider.state.issued
+    assert len(provider.state.issued) == 1
     # The provider's session signs the same browser in again without its form.
     browser.console = app.test_client()
     assert browser.sign_in()[0].status_code == 303 and not browser.asked_to_log_in
@@ -295,12 +295,30 @@ def test_sign_out_ends_the_providers_session_too(
     assert browser.console.get("/").status_code == 303, "the console's session ended first"
     back = browser.web.get(out.location, allow_redirects=False, timeout=5)
     assert back.status_code == 302 and back.headers["Location"].startswith("http://localhost/login")
+    assert provider.state.sessions == {}, "the provider's session ended"
     with pg_db.sessions() as session:
         row = session.get(StaffSession, session_id(_opened(app, cookie.value)["sid"]))
         assert row is not None and row.ended_at is not None and row.id_token is None
 
     assert browser.sign_in()[0].status_code == 303
     assert browser.asked_to_log_in, "the provider asked for its login again"
+
+
+def test_sign_out_with_the_provider_out_of_reach_still_ends_the_consoles_session(
+    app: Flask, provider: OidcStub, settings: Settings
+) -> None:
+    now = [1000.0]
+    app.extensions[OIDC_CLIENT] = OidcClient(settings, clock=lambda: now[0])
+    provider.state.claims = {"sub": "u-31", "client_roles": ["support-agent"]}
+    client, answer, _ = _through_provider(app)
+    assert answer.status_code == 303
+    provider.stop()
+    now[0] += settings.console_oidc_metadata_max_age_seconds
+    out = client.post(
+        "/logout", data={"csrf_token": token_of(client.get("/").get_data(as_text=True))}
+    )
+    assert out.status_code == 303 and out.location == "/login"
+    assert client.get("/").status_code == 303
 
 
 def _opened(app: Flask, cookie: str) -> dict[str, Any]:
