@@ -2,10 +2,12 @@
 
 Sessions live in the database (services.support.sessions); Flask's signed cookie (HttpOnly,
 SameSite=Lax, Secure in production) carries only the session's random token and the form
-token. Every request resumes the session from the database, so sign-out, the idle timeout
-and the absolute limit hold whatever cookie is replayed; a local user's roles are read from
-the user list each time, so removing a user or a role takes effect at once. Every POST must
-carry the session's form token, compared in constant time.
+token (and, while a provider sign-in is under way, its state, nonce and PKCE verifier; a
+provider's id_token stays in the database). Every request resumes the session from the
+database, so sign-out, the idle timeout and the absolute limit hold whatever cookie is
+replayed; a local user's roles are read from the user list each time, so removing a user or
+a role takes effect at once. Every POST must carry the session's form token, compared in
+constant time.
 """
 
 from __future__ import annotations

@@ -133,8 +133,8 @@ class OidcClient:
                 id_token_hint=id_token,
                 client_id=self._client_id,
             )
-        except OidcError:
-            log.warning("console sign-out ended the local session only: provider unreachable")
+        except OidcError as exc:
+            log.warning("console sign-out ended the console's session only: %s", exc)
             return None
         return str(logout["url"])
 
