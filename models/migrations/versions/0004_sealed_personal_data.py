@@ -37,6 +37,7 @@ def upgrade() -> None:
         spec
         for spec in SEALED_COLUMNS
         if spec.table not in ("interaction_events", "queued_messages")
+        and spec.purpose != "interactions.subject"
     ]
     seal_plaintext_rows(op.get_bind(), keyring(), existing)
 
