@@ -59,7 +59,7 @@ from workers.console_auth import (
 from workers.webapp import services, use_container
 
 log = logging.getLogger(__name__)
-SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+RESENDABLE_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
 FILTER_CHANNELS = tuple(ChannelType)
 FILTER_STATUSES = tuple(InteractionStatus)
 # The form control a service's field name is entered in, where the two differ.
@@ -192,7 +192,7 @@ def healthz() -> tuple[str, int]:
 @pages.get("/")
 def home() -> str:
     """The search page."""
-    return render_template("console/home.html", channels=SEARCH_CHANNELS)
+    return render_template("console/home.html")
 
 
 @pages.post("/customer")
@@ -203,7 +203,7 @@ def open_customer() -> Response | tuple[str, int]:
     try:
         validation.customer_id(customer_id)
     except InvalidInput as exc:
-        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        page = render_template("console/home.html", error=exc)
         return page, 400
     return redirect(url_for("console.customer", customer_id=customer_id), 303)
 
@@ -215,7 +215,7 @@ def find() -> Response | tuple[str, int]:
     try:
         found = services().call_lookup.find(request.form.get("address", ""))
     except InvalidInput as exc:
-        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        page = render_template("console/home.html", error=exc)
         return page, 400
     if len(found.customers) == 1:
         only = found.customers[0].customer_id
@@ -337,7 +337,7 @@ def interaction_page(
 
 def user_may_resend(record: InteractionRecord) -> bool:
     """Whether the page offers this user the resend form, prefilled from the directory."""
-    return record.channel in SEARCH_CHANNELS and current_user().may(Permission.RESEND)
+    return record.channel in RESENDABLE_CHANNELS and current_user().may(Permission.RESEND)
 
 
 @pages.get("/batches/<batch_id>")
