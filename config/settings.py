@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import zoneinfo
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -220,6 +221,8 @@ class Settings(BaseSettings):
     # believed; 0 trusts none, so the client address is the connection's.
     console_trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     console_page_size: int = Field(default=20, ge=1, le=200)
+    # The zone staff and callers keep time in: the console shows it with UTC beside it.
+    console_time_zone: str = "America/Vancouver"
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None
     console_oidc_client_id: str | None = None
@@ -258,6 +261,17 @@ class Settings(BaseSettings):
         if self.log_format:
             return self.log_format
         return "json" if self.environment == "production" else "text"
+
+    @model_validator(mode="after")
+    def _time_zone_is_known(self) -> Settings:
+        try:
+            zoneinfo.ZoneInfo(self.console_time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"INTERACTIONS_CONSOLE_TIME_ZONE {self.console_time_zone!r} is not a time zone "
+                "name such as America/Vancouver"
+            ) from None
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:

@@ -135,6 +135,8 @@ HELP: dict[str, str] = {
     "console_trusted_proxy_hops": "Reverse proxies whose X-Forwarded-For and -Proto are "
     "believed (0: none).",
     "console_page_size": "Rows per page of the console's timeline.",
+    "console_time_zone": "Time zone the console shows times in, with UTC beside them "
+    "(an IANA name).",
     "console_oidc_issuer": "OpenID Connect issuer URL staff sign in through (https:// in "
     "production).",
     "console_oidc_client_id": "The console's OIDC client id.",

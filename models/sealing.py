@@ -31,6 +31,7 @@ class SealedColumn:
 SEALED_COLUMNS = (
     SealedColumn("interactions", "id", "body_content", "interactions.body_content"),
     SealedColumn("interactions", "id", "recipient", "interactions.recipient"),
+    SealedColumn("interactions", "id", "subject", "interactions.subject"),
     SealedColumn("interactions", "id", "meta_data", "interactions.meta_data", is_json=True),
     SealedColumn("contacts", "customer_id", "email", "contacts.email"),
     SealedColumn("contacts", "customer_id", "phone", "contacts.phone"),

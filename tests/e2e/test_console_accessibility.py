@@ -36,6 +36,7 @@ CUSTOMER = "C-7100"
 ON_FILE = "grace.hopper@example.org"
 BOUNCING = "old.bounce@example.org"
 PHONE = "+12505550199"
+BATCH = "a11y-batch"
 
 
 @dataclass
@@ -67,6 +68,7 @@ def _seed(pipeline: Pipeline) -> dict[str, str]:
     note = service.add_note(CUSTOMER, "Called: never got the email.", author="a.gent")
     service.upsert_contact(CUSTOMER, ON_FILE, PHONE)
     SuppressionList(pipeline.sessions, pipeline.settings).add("email", ON_FILE, "ops")
+    pipeline.send_batch(BATCH, 1, start=7200)  # published only: no worker sends it
     assert failed.interaction.status.value == "failed"
     assert sent.interaction.status.value == sms.interaction.status.value == "sent"
     return {
@@ -191,6 +193,19 @@ def _steps(seeded: Seeded) -> list[Step]:
             "Phone note recorded.",
             submit(timeline, "What was said", "Called back: all sorted.", "Record the note"),
         ),
+        Step("timeline, filtered", "Clear the filters", go(f"{timeline}?channel=email")),
+        Step("batch", "Totals by status", go(f"{url}/batches/{BATCH}")),
+        Step(
+            "no record of the customer",
+            "No record of customer C-9999",
+            go(f"{url}/customers/C-9999"),
+        ),
+        Step(
+            "note on no record, refused",
+            "There is no record of customer C-9999",
+            submit(f"{url}/customers/C-9999", "What was said", "A letter?", "Record the note"),
+        ),
+        Step("sent email, its body", "What it said", go(sent)),
         Step("failed email, resend form", "Correct and resend", go(failed)),
         Step(
             "failed email, resend refused",
@@ -210,6 +225,7 @@ def _steps(seeded: Seeded) -> list[Step]:
         Step("400: stale form", "The request was refused", stale_form),
         Step("403: a viewer posts a note", "You may not do that", viewer_posts_a_note),
         Step("timeline as a viewer", "(viewer)", go(timeline)),
+        Step("sent email as a viewer", "shown to agents and resenders only", go(sent)),
     ]
 
 
