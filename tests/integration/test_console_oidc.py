@@ -146,7 +146,10 @@ def test_the_actor_recorded_is_the_providers_subject_not_the_user_name(
     client, answer, _ = _through_provider(app)
     assert answer.status_code == 303
     token = token_of(client.get("/").get_data(as_text=True))
-    noted = client.post("/customers/C-OIDC-1/notes", data={"content": "hi", "csrf_token": token})
+    noted = client.post(
+        "/customers/C-OIDC-1/notes",
+        data={"content": "hi", "csrf_token": token, "confirm_unknown": "yes"},  # no record yet
+    )
     assert noted.status_code == 303
     with pg_db.sessions() as session:
         actors = set(session.scalars(sa.select(InteractionEvent.actor)))

@@ -39,7 +39,7 @@ def upgrade() -> None:
         if spec.table not in ("interaction_events", "queued_messages")
         and spec.purpose != "interactions.subject"
     ]
-    # staff_sessions arrives at 0005, and its sealed id_token at 0020 with nothing to seal.
+    # staff_sessions arrives at 0005, and its sealed id_token at 0017 with nothing to seal.
     existing = [spec for spec in existing if spec.table != "staff_sessions"]
     seal_plaintext_rows(op.get_bind(), keyring(), existing)
 

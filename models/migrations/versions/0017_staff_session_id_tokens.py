@@ -4,8 +4,8 @@ Sign-out sends it back to the provider as the id_token_hint of RP-initiated logo
 provider's session ends too. No existing row has one: sessions opened before this revision
 sign out locally only.
 
-Revision ID: 0020
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-05
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0015"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
