@@ -31,12 +31,14 @@ class SealedColumn:
 SEALED_COLUMNS = (
     SealedColumn("interactions", "id", "body_content", "interactions.body_content"),
     SealedColumn("interactions", "id", "recipient", "interactions.recipient"),
+    SealedColumn("interactions", "id", "subject", "interactions.subject"),
     SealedColumn("interactions", "id", "meta_data", "interactions.meta_data", is_json=True),
     SealedColumn("contacts", "customer_id", "email", "contacts.email"),
     SealedColumn("contacts", "customer_id", "phone", "contacts.phone"),
     SealedColumn("inbound_events", "id", "body", "inbound_events.body"),
     SealedColumn("interaction_events", "id", "reason", "interaction_events.reason"),
     SealedColumn("queued_messages", "idempotency_key", "message", "queued_messages.message"),
+    SealedColumn("staff_sessions", "id", "id_token", "staff_sessions.id_token"),
 )
 
 # Given a stored value, the value to store instead, or None when it needs nothing.

@@ -47,6 +47,8 @@ from services.sending.pacing import PaceKeeper
 from services.sending.polling import Poller
 from services.sending.reconciliation import Reconciler
 from services.sending.suppression import SuppressionList
+from services.support.disclosures import Disclosures
+from services.support.lookup import CallLookup
 from services.support.service import SupportService
 from services.support.sessions import StaffSessions
 from services.support.sign_in_throttle import SignInThrottle
@@ -221,6 +223,16 @@ class Container:
     def support(self) -> SupportService:
         """What support staff do for a caller; resends go through the workers."""
         return SupportService(self.sessions, self.publisher, self.settings)
+
+    @part
+    def call_lookup(self) -> CallLookup:
+        """The console's look-ups during a call: known customers, addresses, batches."""
+        return CallLookup(self.sessions, self.settings)
+
+    @part
+    def disclosures(self) -> Disclosures:
+        """The audit trail of personal data staff were shown in full."""
+        return Disclosures(self.sessions)
 
     @part
     def suppressions(self) -> SuppressionList:

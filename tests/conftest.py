@@ -40,6 +40,7 @@ TABLES = (
     "queued_messages",
     "api_keys",
     "suppressions",
+    "staff_disclosures",
 )
 
 

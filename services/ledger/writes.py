@@ -391,6 +391,8 @@ def record_sent(
     if receipt.body is not None:
         # Bound through the column's type so the body is sealed like any other write.
         accepted["body_content"] = receipt.body
+    if receipt.subject is not None:
+        accepted["subject"] = receipt.subject
     requested = InteractionStatus.SENT
     # The usual case in one statement: the report applies, so no lock and no second read.
     updated = session.scalars(

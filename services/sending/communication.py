@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 CustomerId = str | int
 # Recorded as a note's author when the caller names no one.
 AUTHOR_NOT_GIVEN = "(author not given)"
+# The longest refused address kept: the longest an email address can be.
+MAX_TRIED_CHARS = 320
 
 _CLAIM_OUTCOMES = {
     ClaimState.ALREADY_SENT: DispatchOutcome.ALREADY_SENT,
@@ -186,7 +188,11 @@ class CommunicationService:
     def _resolve_recipient(
         self, session: Any, request: DispatchRequest, given: str | None
     ) -> tuple[str | None, str | None]:
-        """The normalised address, or why there is none (recorded as the failure reason)."""
+        """The normalised address, or the address tried and why it cannot be used.
+
+        A refused address is kept (sealed, like any recipient) so staff can read back to the
+        caller exactly what was tried; the reason names the fault, never the address.
+        """
         address = given
         if address is None:
             contact = session.get(Contact, request.customer_id)
@@ -203,7 +209,7 @@ class CommunicationService:
                 request.channel, address, self._settings.default_phone_region
             )
         except InvalidRecipient as exc:
-            return None, exc.message
+            return address[:MAX_TRIED_CHARS], exc.message
         return normalised, None
 
     def _sent(self, claim: Claim, receipt: SendReceipt) -> DispatchResult:

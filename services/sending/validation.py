@@ -10,7 +10,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from models.crypto import keyring
+from models.contact import address_index
 from models.enums import SENT_CHANNELS, ChannelType, parse_enum
 from models.interaction import CUSTOMER_ID_MAX, IDEMPOTENCY_KEY_MAX
 from services.errors import InvalidInput, InvalidRecipient
@@ -158,8 +158,8 @@ def full_email_address(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        # The library's message can quote the address; keep only its class of problem.
-        raise InvalidRecipient("recipient", f"not a valid email address ({_reason(exc)})") from None
+        reason = email_reason(str(exc), value)
+        raise InvalidRecipient("recipient", f"not a valid email address: {reason}") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -171,11 +171,49 @@ def _checked_domain(domain: str) -> str | None:
         return None
 
 
-def _reason(exc: EmailNotValidError) -> str:
-    text = str(exc)
-    if "@" in text:
-        return "malformed address"
-    return text.rstrip(".")[:120]
+# The library's wording, said without the "@" that makes the text look like an address.
+_EMAIL_WORDING = (
+    ("There must be something after the @-sign", "the domain is missing"),
+    ("The part after the @-sign", "the domain"),
+    ("After the @-sign", "in the domain"),
+    ("after the @-sign", "in the domain"),
+    ("before the @-sign", "before the at sign"),
+    ("an @-sign", "an at sign"),
+    ("the @-sign", "the at sign"),
+    ("'@'", "a second at sign"),
+)
+
+
+def email_reason(text: str, address: str) -> str:
+    """The validator's specific reason, free of the address it was about.
+
+    The validator's reasons name the fault ("the domain is not valid. It should have a
+    period."), not the address; any part of the address that still appears is taken out, so
+    the reason can be stored in clear and logged.
+    """
+    local, _, domain = address.rpartition("@")
+    for part in sorted({address, local, domain}, key=len, reverse=True):
+        if len(part) >= 3:
+            text = re.sub(re.escape(part), "[the address]", text, flags=re.IGNORECASE)
+    for said, plain in _EMAIL_WORDING:
+        text = text.replace(said, plain)
+    text = text.replace("@", " at sign ").strip().rstrip(".")
+    text = re.sub(r"\.\s+(\w)", lambda found: f": {found.group(1).lower()}", text)
+    return (text[:1].lower() + text[1:])[:160]
+
+
+_PHONE_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "its country code is not known",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the country code",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+_PHONE_LENGTH_REASONS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "its country code is not known",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+}
 
 
 def phone_number(value: str, default_region: str) -> str:
@@ -184,10 +222,15 @@ def phone_number(value: str, default_region: str) -> str:
         raise InvalidRecipient("recipient", "phone number contains control characters")
     try:
         parsed = phonenumbers.parse(value, default_region)
-    except phonenumbers.NumberParseException:
-        raise InvalidRecipient("recipient", "not a phone number") from None
+    except phonenumbers.NumberParseException as exc:
+        why = _PHONE_PARSE_REASONS.get(exc.error_type)
+        raise InvalidRecipient(
+            "recipient", f"not a phone number: {why}" if why else "not a phone number"
+        ) from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidRecipient("recipient", "not a valid phone number")
+        why = _PHONE_LENGTH_REASONS.get(phonenumbers.is_possible_number_with_reason(parsed))
+        message = f"not a valid phone number: {why}" if why else "not a valid phone number"
+        raise InvalidRecipient("recipient", message)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -203,9 +246,5 @@ def recipient(channel: ChannelType, value: str, default_region: str) -> str:
 
 
 def recipient_index(channel: ChannelType, normalised: str) -> str:
-    """The blind index of an address already normalised for ``channel``.
-
-    Email addresses are compared without regard to case, as every provider treats them.
-    """
-    key = normalised.lower() if channel is ChannelType.EMAIL else normalised
-    return keyring().blind_index(f"{channel.value}:{key}")
+    """The blind index of an address already normalised for ``channel`` (the directory's too)."""
+    return address_index(channel, normalised)

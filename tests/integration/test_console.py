@@ -166,7 +166,11 @@ def test_a_note_is_recorded_with_its_author_and_the_staff_action(
     client, token = sign_in(app, "a.gent")
     answer = client.post(
         f"/customers/{CUSTOMER}/notes",
-        data={"content": "Called: says the email never came.", "csrf_token": token},
+        data={
+            "content": "Called: says the email never came.",
+            "confirm_unknown": "yes",  # the customer has no record yet
+            "csrf_token": token,
+        },
     )
     assert answer.status_code == 303 and answer.location.endswith(f"/customers/{CUSTOMER}")
     [note] = service.get_history(CUSTOMER).items
@@ -381,7 +385,7 @@ def test_errors_follow_the_heading_and_are_tied_to_their_fields(
         "/find", data={"channel": "email", "address": "not an address", "csrf_token": token}
     ).get_data(as_text=True)
     tag = _control(searched, "address")
-    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-error"' in tag
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-hint address-error"' in tag
     assert "aria-invalid" not in _control(searched, "customer_id"), "only the field at fault"
 
     failed = send_email(service, customer_id=CUSTOMER, recipient="bad address").interaction

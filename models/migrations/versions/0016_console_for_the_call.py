@@ -1,0 +1,95 @@
+"""The console for a call: the directory's blind index, email subjects, disclosures of data.
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-05
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+from models.contact import address_index
+from models.crypto import keyring
+from models.enums import ChannelType
+
+revision: str = "0016"
+down_revision: str | None = "0015"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+BATCH = 1000
+
+
+def upgrade() -> None:
+    op.add_column("contacts", sa.Column("email_hash", sa.String(length=64), nullable=True))
+    op.add_column("contacts", sa.Column("phone_hash", sa.String(length=64), nullable=True))
+    op.create_index("ix_contacts_email_hash", "contacts", ["email_hash"])
+    op.create_index("ix_contacts_phone_hash", "contacts", ["phone_hash"])
+    op.add_column("interactions", sa.Column("subject", sa.Text(), nullable=True))
+    op.create_table(
+        "staff_disclosures",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("customer_id", sa.String(length=64), nullable=False),
+        sa.Column("page", sa.String(length=32), nullable=False),
+        sa.Column("shown", JSON_DOCUMENT, nullable=False),
+        sa.Column("interactions", JSON_DOCUMENT, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_disclosures")),
+    )
+    op.create_index("ix_staff_disclosures_customer", "staff_disclosures", ["customer_id", "at"])
+    op.create_index("ix_staff_disclosures_actor", "staff_disclosures", ["actor", "at"])
+    index_the_directory(op.get_bind())
+
+
+def index_the_directory(connection: sa.engine.Connection) -> None:
+    """Give every contact written before this revision its addresses' blind index."""
+    ring = keyring()
+    after = ""
+    while True:
+        rows = connection.execute(
+            sa.text(
+                "SELECT customer_id, email, phone FROM contacts WHERE customer_id > :after "
+                "ORDER BY customer_id LIMIT :size"
+            ),
+            {"after": after, "size": BATCH},
+        ).all()
+        if not rows:
+            return
+        for customer_id, email, phone in rows:
+            connection.execute(
+                sa.text(
+                    "UPDATE contacts SET email_hash = :email, phone_hash = :phone "
+                    "WHERE customer_id = :id"
+                ),
+                {
+                    "id": customer_id,
+                    "email": _index(ring.open(email, "contacts.email"), ChannelType.EMAIL)
+                    if email
+                    else None,
+                    "phone": _index(ring.open(phone, "contacts.phone"), ChannelType.SMS)
+                    if phone
+                    else None,
+                },
+            )
+        after = rows[-1][0]
+
+
+def _index(address: str, channel: ChannelType) -> str:
+    return address_index(channel, address)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_staff_disclosures_actor", table_name="staff_disclosures")
+    op.drop_index("ix_staff_disclosures_customer", table_name="staff_disclosures")
+    op.drop_table("staff_disclosures")
+    op.drop_column("interactions", "subject")
+    op.drop_index("ix_contacts_phone_hash", table_name="contacts")
+    op.drop_index("ix_contacts_email_hash", table_name="contacts")
+    op.drop_column("contacts", "email_hash")
+    op.drop_column("contacts", "phone_hash")
