@@ -122,7 +122,13 @@ class Container:
 
     @part
     def autocommit_sessions(self) -> SessionFactory:
-        """Sessions on ``autocommit_engine``, for the webhook's one INSERT per callback."""
+        """Sessions on ``autocommit_engine``, for writers of one statement at a time.
+
+        A container given its own ``sessions`` (a test's, rolled back at its end; a tool's)
+        writes through those alone, never through a second engine of its own.
+        """
+        if "sessions" in self._given:
+            return self.sessions
         return session_factory(self.autocommit_engine)
 
     @part
