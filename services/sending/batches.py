@@ -132,6 +132,8 @@ def read_csv(
         header = next(reader)
     except StopIteration:
         return
+    except csv.Error as exc:  # a stray carriage return, say; the message quotes no data
+        raise InvalidInput("csv", f"the header is not valid CSV ({exc})") from None
     header = [h.strip().lstrip("\ufeff") for h in header]
     if "customer_id" not in header:
         raise InvalidInput("csv", "the header must name a customer_id column")
