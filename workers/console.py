@@ -344,7 +344,7 @@ def user_may_resend(record: InteractionRecord) -> bool:
 
 @pages.get("/batches/<batch_id>")
 def batch(batch_id: str) -> tuple[str, int]:
-    """A batch: totals by status, its state, and who paused, resumed or cancelled it."""
+    """A batch: totals by status, its state, and who started, paused, resumed or cancelled it."""
     try:
         view = services().call_lookup.batch(batch_id)
     except InvalidInput:

@@ -50,7 +50,7 @@ class Search:
 
 @dataclass(frozen=True)
 class Step:
-    """One operator's action on a batch: what, who, when, and why."""
+    """One action on a batch (a run of its producer, a pause...): what, who, when, and why."""
 
     action: str
     actor: str
@@ -60,7 +60,7 @@ class Step:
 
 @dataclass(frozen=True)
 class BatchView:
-    """A batch as a call needs it: how it went, where it stands, who steered it."""
+    """A batch as a call needs it: how it went, where it stands, who ran and steered it."""
 
     status: BatchStatus
     state: BatchState
@@ -68,6 +68,12 @@ class BatchView:
     started_at: datetime
     source: str | None
     steps: list[Step]
+
+    @property
+    def steered(self) -> bool:
+        """Whether anyone paused, resumed or cancelled it (runs of its producer aside)."""
+        runs = (batch_control.START, batch_control.RUN_AGAIN)
+        return any(step.action not in runs for step in self.steps)
 
     @property
     def scheduled(self) -> bool:
