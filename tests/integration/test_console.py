@@ -18,7 +18,9 @@ from models.enums import EventKind
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
 from services.archive.jobs.janitor import Janitor
+from services.archive.stores.port import ArchiveStore
 from services.sending.communication import CommunicationService
+from services.support.lookup import CallLookup, Standing
 from tests.archive_fixtures import build_world, clean, seed
 from tests.conftest import Database
 from tests.console_fixtures import (
@@ -310,6 +312,48 @@ def test_archived_months_are_shown_on_request(
         assert f"/interactions/{hot_uuid}" in entries[hot_uuid]
     finally:
         clean(pg_engine)
+
+
+def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
+    pg_engine: sa.engine.Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    world = build_world(pg_engine, "local", tmp_path, request)
+    try:
+        cutoff = datetime(2024, 3, 1, tzinfo=UTC)
+        seed(world.engine, cutoff - timedelta(days=40), customer_id="C-ARCHIVED-1")
+        seed(world.engine, cutoff - timedelta(days=40), customer_id="C-NEIGHBOUR")
+        Janitor(world.engine, world.store, world.settings).run(cutoff)
+        sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
+        lookup = CallLookup(sessions, world.settings, archive=lambda: world.store)
+        assert lookup.standing("C-ARCHIVED-1") is Standing.ARCHIVED, "read from the month's file"
+        # No file's Bloom filter may hold this id: the store is never even opened.
+        closed = CallLookup(sessions, world.settings, archive=_never_opened)
+        assert closed.standing("C-NEVER-SEEN") is Standing.NO_RECORD
+        app = create_app(
+            console_settings(world.settings), sessions=sessions, publisher=CapturedQueue()
+        )
+        client, token = sign_in(app, "a.gent")
+
+        page = client.get("/customers/C-ARCHIVED-1").get_data(as_text=True)
+        assert "No record of customer" not in page and 'name="confirm_unknown"' not in page
+        assert "The history of customer C-ARCHIVED-1 is in the archive." in page
+        assert "in the last 24 months" in page
+        assert 'href="/customers/C-ARCHIVED-1?archived=1">Show their archived history</a>' in page
+        shown = client.get("/customers/C-ARCHIVED-1?archived=1").get_data(as_text=True)
+        assert shown.count('class="entry"') == 1 and "is in the archive." not in shown
+        unknown = client.get("/customers/C-NEVER-SEEN").get_data(as_text=True)
+        assert "No record of customer C-NEVER-SEEN" in unknown and "in the archive" not in unknown
+
+        note = {"content": "Asked about an old letter", "csrf_token": token}
+        recorded = client.post("/customers/C-ARCHIVED-1/notes", data=note)
+        assert recorded.status_code == 303, "no confirmation asked for an archived customer"
+        assert client.post("/customers/C-NEVER-SEEN/notes", data=note).status_code == 422
+    finally:
+        clean(pg_engine)
+
+
+def _never_opened() -> ArchiveStore:
+    raise AssertionError("the archive store was opened")
 
 
 def test_pages_are_not_cached_and_carry_a_strict_policy(app: Flask) -> None:
