@@ -55,6 +55,7 @@ from workers.console_auth import (
     current_user,
     enable_oidc,
     form_action_sources,
+    recognise_user,
     requires,
     sign_in_pages,
 )
@@ -175,8 +176,9 @@ def protect(response: Response) -> Response:
 
 @pages.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> tuple[str, int]:
-    """The error page for an HTTP error, with its status."""
+    """The error page for an HTTP error, with its status (and who is signed in, if anyone)."""
     code = exc.code or 500
+    recognise_user()
     return render_template("console/error.html", code=code, exc=exc), code
 
 

@@ -27,6 +27,7 @@ from tests.console_fixtures import (
     SECRET,
     CapturedQueue,
     console_settings,
+    nested_paragraphs,
     sign_in,
     token_of,
 )
@@ -146,10 +147,42 @@ def test_every_form_without_its_token_is_refused(
         for bad in ({}, {"csrf_token": "forged"}, {"csrf_token": token[:-1]}):
             answer = client.post(path, data={**data, **bad})
             assert answer.status_code == 400, (path, bad)
-            assert "did not come from this console" in answer.get_data(as_text=True)
+            page = answer.get_data(as_text=True)
+            assert "did not come from this console" in page
+            # Who is signed in, and a sign-out form that works, on the refusal too.
+            assert "Signed in as <strong>r.esender</strong>" in page, path
+            assert token_of(page) == token
     assert queue.messages == []
     assert service.get_history(CUSTOMER).items == [failed], "nothing was written"
     assert client.get("/").status_code == 200, "still signed in: logout was refused too"
+
+
+def test_refusals_before_the_session_is_read_still_say_who_is_signed_in(app: Flask) -> None:
+    stranger = app.test_client().post("/logout", data={"csrf_token": "forged"})
+    assert stranger.status_code == 400
+    assert "Signed in as" not in stranger.get_data(as_text=True), "no session: no bar"
+    client, token = sign_in(app, "a.gent")
+    huge = {"content": "a" * app.config["MAX_CONTENT_LENGTH"], "csrf_token": token}
+    answer = client.post(f"/customers/{CUSTOMER}/notes", data=huge)
+    assert answer.status_code == 413
+    assert "Signed in as <strong>a.gent</strong>" in answer.get_data(as_text=True)
+
+
+def test_no_paragraph_holds_another_on_the_pages_with_field_errors(app: Flask) -> None:
+    client = app.test_client()
+    token = token_of(client.get("/login").get_data(as_text=True))
+    wrong = {"username": "x", "password": "y", "csrf_token": token}
+    answers = {"sign-in refused": client.post("/login", data=wrong)}
+    client, token = sign_in(app, "r.esender")
+    bad_id = {"customer_id": "C 1!", "csrf_token": token}
+    answers["id refused"] = client.post("/customer", data=bad_id)
+    answers["note refused"] = client.post(
+        f"/customers/{CUSTOMER}/notes", data={"csrf_token": token}
+    )
+    for name, answer in answers.items():
+        html = answer.get_data(as_text=True)
+        assert 'class="field-error"' in html, name
+        assert nested_paragraphs(html) == [], name
 
 
 def test_a_form_token_is_bound_to_its_session(app: Flask, service: CommunicationService) -> None:
@@ -332,8 +365,8 @@ def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
         app = create_app(
             console_settings(world.settings), sessions=sessions, publisher=CapturedQueue()
         )
-        client, token = sign_in(app, "a.gent")
-
+        # A viewer reads (an agent's reading is recorded, in a table these tests do not empty).
+        client, _ = sign_in(app, "v.iewer")
         page = client.get("/customers/C-ARCHIVED-1").get_data(as_text=True)
         assert "No record of customer" not in page and 'name="confirm_unknown"' not in page
         assert "The history of customer C-ARCHIVED-1 is in the archive." in page
@@ -344,6 +377,7 @@ def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
         unknown = client.get("/customers/C-NEVER-SEEN").get_data(as_text=True)
         assert "No record of customer C-NEVER-SEEN" in unknown and "in the archive" not in unknown
 
+        client, token = sign_in(app, "a.gent")
         note = {"content": "Asked about an old letter", "csrf_token": token}
         recorded = client.post("/customers/C-ARCHIVED-1/notes", data=note)
         assert recorded.status_code == 303, "no confirmation asked for an archived customer"
