@@ -360,8 +360,11 @@ def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
         lookup = CallLookup(sessions, world.settings, archive=lambda: world.store)
         assert lookup.standing("C-ARCHIVED-1") is Standing.ARCHIVED, "read from the month's file"
         # No file's Bloom filter may hold this id: the store is never even opened.
-        closed = CallLookup(sessions, world.settings, archive=_never_opened)
+        closed = CallLookup(sessions, world.settings, archive=_unreadable_store)
         assert closed.standing("C-NEVER-SEEN") is Standing.NO_RECORD
+        # A filter may hold this one and the store cannot be read: no verdict, a yes is asked.
+        unread = closed.standing("C-ARCHIVED-1")
+        assert unread is Standing.UNCHECKED and unread.confirm_note
         app = create_app(
             console_settings(world.settings), sessions=sessions, publisher=CapturedQueue()
         )
@@ -386,8 +389,8 @@ def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
         clean(pg_engine)
 
 
-def _never_opened() -> ArchiveStore:
-    raise AssertionError("the archive store was opened")
+def _unreadable_store() -> ArchiveStore:
+    raise OSError("the archive's disk is away")
 
 
 def test_pages_are_not_cached_and_carry_a_strict_policy(app: Flask) -> None:
