@@ -233,7 +233,7 @@ class Container:
     @part
     def call_lookup(self) -> CallLookup:
         """The console's look-ups during a call: known customers, addresses, batches."""
-        return CallLookup(self.sessions, self.settings)
+        return CallLookup(self.sessions, self.settings, archive=lambda: self.archive_store)
 
     @part
     def disclosures(self) -> Disclosures:

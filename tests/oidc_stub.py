@@ -4,7 +4,8 @@ It does what matters to a relying party: discovery, an authorization endpoint th
 own session in a browser cookie (a browser it knows is signed in again without a login form),
 a token endpoint taking client_secret_basic or client_secret_post as its discovery says, RS256
 keys it can rotate (the old key leaves the JWKS), and an end-session endpoint that ends its
-session and sends the browser back. It can also get the id_token wrong in one chosen way.
+session and sends the browser back. It can also get the id_token wrong in one chosen way, or
+be down (503 everywhere).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class StubProvider:
     tamper: str | None = None
     # What the discovery document lists, and so what the token endpoint accepts.
     auth_methods: tuple[str, ...] = BOTH_AUTH_METHODS
+    # True: every endpoint answers 503, as a provider that is down does.
+    down: bool = False
     # Where the end-session endpoint agrees to send a browser back.
     post_logout_redirect_uris: tuple[str, ...] = ("http://localhost/login",)
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -304,6 +307,9 @@ class OidcStub:
                 return None
 
             def do_GET(self) -> None:
+                if stub.state.down:
+                    self._send(503, b"down", {})
+                    return
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 stub.state.reads[parts.path] += 1
@@ -323,6 +329,9 @@ class OidcStub:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if stub.state.down:
+                    self._send(503, b"down", {})
+                    return
                 path = urlsplit(self.path).path
                 if path == "/token":
                     self._json(*stub._token(form, self.headers.get("Authorization", "")))

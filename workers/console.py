@@ -38,6 +38,7 @@ from services.records import InteractionRecord
 from services.sending import validation
 from services.sending.batches import Publisher
 from services.sending.pacing import describe
+from services.support.lookup import Standing
 from services.support.service import (
     NotFound,
     NotQueued,
@@ -54,6 +55,7 @@ from workers.console_auth import (
     current_user,
     enable_oidc,
     form_action_sources,
+    recognise_user,
     requires,
     sign_in_pages,
 )
@@ -118,6 +120,7 @@ def template_globals(state: BlueprintSetupState) -> None:
         provider_holds=provider_holds,
         rejected_callbacks=rejected_callbacks,
         ChannelType=ChannelType,
+        Standing=Standing,
         filter_channels=FILTER_CHANNELS,
         filter_statuses=FILTER_STATUSES,
     )
@@ -173,8 +176,9 @@ def protect(response: Response) -> Response:
 
 @pages.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> tuple[str, int]:
-    """The error page for an HTTP error, with its status."""
+    """The error page for an HTTP error, with its status (and who is signed in, if anyone)."""
     code = exc.code or 500
+    recognise_user()
     return render_template("console/error.html", code=code, exc=exc), code
 
 
@@ -251,8 +255,10 @@ def customer_page(
             **filters,
         )
         contact = here.support.contact(customer_id)
-        known = bool(page.items or contact.email or contact.phone) or (
-            here.call_lookup.is_known(customer_id)
+        standing = (
+            Standing.ON_RECORD
+            if page.items or contact.email or contact.phone
+            else here.call_lookup.standing(customer_id)
         )
     except InvalidInput as exc:
         abort(400, str(exc))
@@ -269,7 +275,8 @@ def customer_page(
         error=error,
         note=note,
         suppressed=suppressed,
-        known=known,
+        standing=standing,
+        hot_months=here.settings.archive_hot_months,
         filters=filters,
     )
     console_display.disclose_timeline(customer_id, contact, page.items)
@@ -284,11 +291,18 @@ def add_note(customer_id: str) -> Response | tuple[str, int]:
     here = services()
     try:
         confirmed = request.form.get("confirm_unknown") == "yes"
-        if content.strip() and not confirmed and not here.call_lookup.is_known(customer_id):
+        asked = content.strip() and not confirmed
+        standing = here.call_lookup.standing(customer_id) if asked else None
+        if standing is not None and standing.confirm_note:
             # A mistyped id must not quietly gain a history: the note waits for a yes.
+            found = (
+                f"Nothing for customer {customer_id} was found (the archive could not be read)"
+                if standing is Standing.UNCHECKED
+                else f"There is no record of customer {customer_id}"
+            )
             unknown = InvalidInput(
                 "confirm_unknown",
-                f"There is no record of customer {customer_id}. Check the id with the caller; "
+                f"{found}. Check the id with the caller; "
                 "tick the box to record the note against this id anyway.",
             )
             return customer_page(customer_id, error=unknown, note=content, status=422)
@@ -344,7 +358,7 @@ def user_may_resend(record: InteractionRecord) -> bool:
 
 @pages.get("/batches/<batch_id>")
 def batch(batch_id: str) -> tuple[str, int]:
-    """A batch: totals by status, its state, and who paused, resumed or cancelled it."""
+    """A batch: totals by status, its state, and who started, paused, resumed or cancelled it."""
     try:
         view = services().call_lookup.batch(batch_id)
     except InvalidInput:

@@ -33,6 +33,7 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
@@ -115,6 +116,21 @@ def current_user() -> StaffUser:
     """The signed-in user of this request (the checks before it guarantee one)."""
     user: StaffUser = g.user
     return user
+
+
+def recognise_user() -> None:
+    """Resume this browser's session for a page the checks refused before they reached it.
+
+    A stale form token (400) or an oversized form (413) is refused before the session is
+    looked up; the error page still says who is signed in and offers sign-out.
+    """
+    token = session.get("sid")
+    if g.get("user") is not None or not isinstance(token, str):
+        return
+    try:
+        g.user = services().staff_sessions.resume(token)
+    except SQLAlchemyError:
+        log.error("console session not resumed for an error page: the database is away")
 
 
 def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -26,7 +26,7 @@ from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import TemplateProblem
 from services.errors import InvalidInput
-from services.sending import queued, validation
+from services.sending import batch_control, queued, validation
 from services.sending.batch_control import BatchGate, Steering
 
 MAX_REJECTIONS_KEPT = 1000
@@ -197,12 +197,14 @@ class BatchProducer:
         on_progress: Callable[[int], None] | None = None,
         not_before: datetime | None = None,
         reply_to_id: str | None = None,
+        started_by: str | None = None,
     ) -> BatchReport:
         """Enqueue every recipient of ``rows`` not already sent; safe to run again.
 
         ``not_before`` schedules the batch: its messages wait, parked, until then. A batch an
         operator cancelled takes nothing more, even from a run that started before.
         ``reply_to_id`` is kept on the batch: a later run without one goes out with it too.
+        ``started_by`` (who runs it) goes into the batch's history, for this run and each one.
         """
         if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
             raise InvalidInput("batch_id", "must be 1-100 printable characters")
@@ -211,11 +213,14 @@ class BatchProducer:
         if not_before is not None and not_before.tzinfo is None:
             raise InvalidInput("not_before", "must say its time zone (e.g. 09:00-08:00 or Z)")
         sender = validation.sender_id(reply_to_id)
+        starter = batch_control.starter(started_by)
         chunk_size = self._settings.batch_chunk_size
         iterator = iter(rows)
         first = list(itertools.islice(iterator, chunk_size))
         self._check_template(parsed_channel, template, first)
-        sender = self._start(batch_id, parsed_channel, template, source, not_before, sender)
+        sender = self._start(
+            batch_id, parsed_channel, template, source, not_before, sender, starter
+        )
         report = BatchReport(batch_id)
         chunks = itertools.chain(
             [first], iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
@@ -290,8 +295,9 @@ class BatchProducer:
         source: str | None,
         not_before: datetime | None,
         reply_to_id: str | None = None,
+        starter: str = batch_control.STARTER_NOT_GIVEN,
     ) -> str | None:
-        """Record the run on the batch; the reply-to id its messages go out with."""
+        """Record the run on the batch, and who ran it; the reply-to id its messages go out with."""
         with self._sessions() as session, session.begin():
             batch = session.get(Batch, batch_id, with_for_update=True)
             if batch is not None and batch.state is BatchState.CANCELLED:
@@ -317,6 +323,8 @@ class BatchProducer:
             batch.runs = (batch.runs or 0) + 1
             batch.total_rows = batch.enqueued = batch.already_sent = batch.rejected = 0
             batch.updated_at = utcnow()
+            session.flush()  # a new batch's row first: the run's history row refers to it
+            session.add(batch_control.run_recorded(batch_id, batch.runs, starter))
             steering = Steering(batch.state, batch.not_before)
         if self._gate is not None:
             self._gate.mirror(batch_id, steering)

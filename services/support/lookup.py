@@ -8,12 +8,15 @@ never written anywhere.
 
 from __future__ import annotations
 
+import enum
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from models.base import utcnow
@@ -22,13 +25,31 @@ from models.contact import Contact
 from models.enums import ChannelType
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
+from services.archive.stores.port import ArchiveStore
+from services.archive.timeline import in_archive
 from services.errors import InvalidInput
 from services.sending import batch_control, validation
 from services.sending.batch_status import BatchStatus, batch_status
 
+log = logging.getLogger(__name__)
+
 # Digits with the separators people type in a phone number, and an optional leading +.
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
 MAX_FOUND = 50
+
+
+class Standing(enum.Enum):
+    """What is held for a customer id: a record, only archived history, or nothing."""
+
+    ON_RECORD = "on record"  # a contact entry or an interaction in the database
+    ARCHIVED = "archived"  # nothing in the database, interactions in the cold archive
+    NO_RECORD = "no record"
+    UNCHECKED = "unchecked"  # nothing in the database, and the archive could not be read
+
+    @property
+    def confirm_note(self) -> bool:
+        """Whether a note against this id waits for a yes: no record of it is known."""
+        return self in (Standing.NO_RECORD, Standing.UNCHECKED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +71,7 @@ class Search:
 
 @dataclass(frozen=True)
 class Step:
-    """One operator's action on a batch: what, who, when, and why."""
+    """One action on a batch (a run of its producer, a pause...): what, who, when, and why."""
 
     action: str
     actor: str
@@ -60,7 +81,7 @@ class Step:
 
 @dataclass(frozen=True)
 class BatchView:
-    """A batch as a call needs it: how it went, where it stands, who steered it."""
+    """A batch as a call needs it: how it went, where it stands, who ran and steered it."""
 
     status: BatchStatus
     state: BatchState
@@ -68,6 +89,12 @@ class BatchView:
     started_at: datetime
     source: str | None
     steps: list[Step]
+
+    @property
+    def steered(self) -> bool:
+        """Whether anyone paused, resumed or cancelled it (runs of its producer aside)."""
+        runs = (batch_control.START, batch_control.RUN_AGAIN)
+        return any(step.action not in runs for step in self.steps)
 
     @property
     def scheduled(self) -> bool:
@@ -90,11 +117,31 @@ class CallLookup:
     """The console's look-ups for a call, each one short read."""
 
     def __init__(
-        self, sessions: SessionFactory, settings: Settings, clock: Callable[[], datetime] = utcnow
+        self,
+        sessions: SessionFactory,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+        archive: Callable[[], ArchiveStore] | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._clock = clock
+        self._archive = archive
+
+    def standing(self, customer_id: str) -> Standing:
+        """Whether the customer is on record, only in the archive, or nowhere."""
+        if self.is_known(customer_id):
+            return Standing.ON_RECORD
+        if self._archive is None:
+            return Standing.NO_RECORD
+        try:
+            archived = in_archive(self._sessions, self._archive, customer_id)
+        except SQLAlchemyError:
+            raise  # the database away: the page says so, as it does for every other read
+        except Exception as exc:  # the store's errors vary by kind (a directory, S3)
+            log.warning("archive not read for a customer look-up: %s", type(exc).__name__)
+            return Standing.UNCHECKED
+        return Standing.ARCHIVED if archived else Standing.NO_RECORD
 
     def is_known(self, customer_id: str) -> bool:
         """Whether the customer has a contact entry or any interaction still in the database."""

@@ -148,6 +148,7 @@ def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_pa
             )
         )
         session.flush()
+        session.add(BatchAction(batch_id="november-2026", action="start", actor="ops.kim"))
         session.add(
             BatchAction(batch_id="november-2026", action="pause", actor="ops.lee", reason="typo")
         )
@@ -160,6 +161,8 @@ def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_pa
     assert batch.status_code == 200
     assert "paused" in html and "november.csv" in html
     assert "<strong>pause</strong> by ops.lee: typo" in html
+    assert "by <strong>ops.kim</strong>, from <code>november.csv</code>" in html
+    assert "<strong>started</strong> by ops.kim" in html
     assert '<th scope="row">Sent</th><td>1</td>' in html
     assert viewer.get("/batches/no-such-batch").status_code == 404
 
