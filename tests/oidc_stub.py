@@ -75,6 +75,8 @@ class StubProvider:
     auth_methods: tuple[str, ...] = BOTH_AUTH_METHODS
     # True: every endpoint answers 503, as a provider that is down does.
     down: bool = False
+    # Another host name for the end-session endpoint (the same server on another origin).
+    end_session_host: str | None = None
     # Where the end-session endpoint agrees to send a browser back.
     post_logout_redirect_uris: tuple[str, ...] = ("http://localhost/login",)
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -132,13 +134,18 @@ class OidcStub:
             ]
         }
 
+    def _end_session_origin(self) -> str:
+        if self.state.end_session_host is None:
+            return self.issuer
+        return f"http://{self.state.end_session_host}:{self._server.server_address[1]}"
+
     def discovery(self) -> dict[str, Any]:
         return {
             "issuer": self.issuer,
             "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token",
             "jwks_uri": f"{self.issuer}/jwks",
-            "end_session_endpoint": f"{self.issuer}/logout",
+            "end_session_endpoint": f"{self._end_session_origin()}/logout",
             "token_endpoint_auth_methods_supported": list(self.state.auth_methods),
             # More than it signs with, as providers do: the client must still want RS256.
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "HS256", "none"],

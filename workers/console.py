@@ -38,7 +38,7 @@ from services.records import InteractionRecord
 from services.sending import validation
 from services.sending.batches import Publisher
 from services.sending.pacing import describe
-from services.support.lookup import Standing
+from services.support.lookup import Search, Standing
 from services.support.service import (
     NotFound,
     NotQueued,
@@ -211,6 +211,10 @@ def open_customer() -> Response | tuple[str, int]:
     except InvalidInput as exc:
         page = render_template("console/home.html", error=exc)
         return page, 400
+    lookup = services().call_lookup
+    if lookup.is_address(customer_id) and not lookup.is_known(customer_id):
+        # A phone number typed into the id box: searched as one, so it never becomes a URL.
+        return _found(lookup.find(customer_id))
     return redirect(url_for("console.customer", customer_id=customer_id), 303)
 
 
@@ -223,6 +227,11 @@ def find() -> Response | tuple[str, int]:
     except InvalidInput as exc:
         page = render_template("console/home.html", error=exc)
         return page, 400
+    return _found(found)
+
+
+def _found(found: Search) -> Response | tuple[str, int]:
+    """The one customer an address search found, or the list of them (404 when none)."""
     if len(found.customers) == 1:
         only = found.customers[0].customer_id
         return redirect(url_for("console.customer", customer_id=only), 303)

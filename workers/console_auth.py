@@ -263,8 +263,13 @@ def enable_oidc(app: Flask, settings: Settings) -> None:
 def form_action_sources() -> str:
     """Where the console's forms may lead (CSP form-action): itself, and the provider."""
     # Browsers hold a form's redirects to form-action too, and sign-out ends at the provider.
+    # The end-session endpoint may sit on another origin than the issuer (it is the
+    # provider's choice); its origin is added once the discovery document has been read.
     origin = current_app.config.get(PROVIDER_ORIGIN)
-    return f"'self' {origin}" if origin else "'self'"
+    if not origin:
+        return "'self'"
+    sources = dict.fromkeys(["'self'", origin, oidc_client().end_session_origin() or origin])
+    return " ".join(sources)
 
 
 def oidc_client() -> OidcClient:

@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
@@ -59,7 +60,7 @@ class SignedIn:
     """Whom the provider vouched for, and the id_token it did so with (kept for sign-out)."""
 
     user: StaffUser
-    id_token: str
+    id_token: str = field(repr=False)
 
 
 class OidcClient:
@@ -137,6 +138,18 @@ class OidcClient:
             log.warning("console sign-out ended the console's session only: %s", exc)
             return None
         return str(logout["url"])
+
+    def end_session_origin(self) -> str | None:
+        """The origin of the provider's end-session endpoint, if its document was read already.
+
+        Never reads the document itself: it is asked for on every page's security policy.
+        """
+        with self._lock:
+            provider = self._provider
+        if provider is None:
+            return None
+        endpoint = urlsplit(str(provider.server_metadata.get("end_session_endpoint") or ""))
+        return f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.netloc else None
 
     def _current(self) -> Any:
         """Authlib's client, holding a discovery document no older than the maximum age."""

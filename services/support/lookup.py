@@ -158,6 +158,15 @@ class CallLookup:
                 is not None
             )
 
+    def is_address(self, text: str) -> bool:
+        """Whether ``text`` reads as an email address or a phone number, not a customer id."""
+        try:
+            channel = channel_of(text.strip())
+            validation.recipient(channel, text.strip(), self._settings.default_phone_region)
+        except InvalidInput:
+            return False
+        return True
+
     def find(self, text: str) -> Search:
         """The customers with this address on file or sent something at it, directory first."""
         text = text.strip()

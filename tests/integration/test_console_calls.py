@@ -269,6 +269,24 @@ def test_search_finds_the_directory_by_either_format_and_past_sends(
     assert find("ada@exampleorg")[0] == 400
 
 
+def test_a_phone_number_in_the_id_box_is_searched_and_never_becomes_a_url(
+    app: Flask, service: CommunicationService
+) -> None:
+    service.upsert_contact("C-ON-FILE", None, "604 555 0199")
+    service.upsert_contact("6045550123", None, None)  # an id that happens to read as a number
+    viewer, token = sign_in(app, "v.iewer")
+
+    def open_id(text: str) -> tuple[int, str, str]:
+        answer = viewer.post("/customer", data={"customer_id": text, "csrf_token": token})
+        return answer.status_code, answer.location or "", answer.get_data(as_text=True)
+
+    assert open_id("604-555-0199")[:2] == (303, "/customers/C-ON-FILE")
+    status, location, html = open_id("604.555.0100")
+    assert (status, location) == (404, "") and "604.555.0100" not in html
+    assert open_id("6045550123")[:2] == (303, "/customers/6045550123")
+    assert open_id("C-42")[:2] == (303, "/customers/C-42")
+
+
 def test_the_migration_indexes_contacts_written_before_it(
     service: CommunicationService, pg_db: Database
 ) -> None:

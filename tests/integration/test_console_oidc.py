@@ -307,6 +307,22 @@ def test_sign_out_ends_the_providers_session_too(
     assert browser.asked_to_log_in, "the provider asked for its login again"
 
 
+def test_an_end_session_endpoint_on_another_origin_is_allowed_as_a_form_action(
+    app: Flask, provider: OidcStub
+) -> None:
+    provider.state.end_session_host = "localhost"
+    provider.state.claims = {"sub": "u-32", "client_roles": ["support-agent"]}
+    client, answer, _ = _through_provider(app)
+    assert answer.status_code == 303
+    elsewhere = provider.issuer.replace("127.0.0.1", "localhost")
+    policy = client.get("/").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {provider.issuer} {elsewhere};" in policy
+    out = client.post(
+        "/logout", data={"csrf_token": token_of(client.get("/").get_data(as_text=True))}
+    )
+    assert out.location.startswith(f"{elsewhere}/logout?")
+
+
 def test_sign_out_with_the_provider_out_of_reach_still_ends_the_consoles_session(
     app: Flask, provider: OidcStub, settings: Settings
 ) -> None:
