@@ -4,12 +4,9 @@ without a yes; a search by address that finds the contact directory too."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +14,6 @@ from flask import Flask
 
 from config.settings import Settings
 from models.batch import Batch, BatchAction, BatchState
-from models.contact import Contact
 from models.disclosure import StaffDisclosure
 from models.enums import ChannelType
 from models.interaction import CustomerInteraction
@@ -35,7 +31,6 @@ TYPO = "ada.lovelace@exampleorg"
 PHONE = "+16045550123"
 SUBJECT = "Your benefit statement is ready"
 BODY = "Hello Ada,\n\nYour statement for November is ready to read in your account. " * 3
-MIGRATION = Path(__file__).parents[2] / "models/migrations/versions/0016_console_for_the_call.py"
 
 
 class RenderingProvider(FakeProvider):
@@ -264,28 +259,6 @@ def test_search_finds_the_directory_by_either_format_and_past_sends(
     status, _, html = find("not an address")
     assert status == 400 and "enter an email address" in html
     assert find("ada@exampleorg")[0] == 400
-
-
-def test_the_migration_indexes_contacts_written_before_it(
-    service: CommunicationService, pg_db: Database
-) -> None:
-    service.upsert_contact("C-OLD", ADDRESS, PHONE)
-    with pg_db.sessions() as session, session.begin():
-        indexed = session.get_one(Contact, "C-OLD")
-        expected = (indexed.email_hash, indexed.phone_hash)
-        session.execute(sa.text("UPDATE contacts SET email_hash = NULL, phone_hash = NULL"))
-        _migration().index_the_directory(session.connection())
-    with pg_db.sessions() as session:
-        row = session.execute(sa.text("SELECT email_hash, phone_hash FROM contacts")).one()
-    assert tuple(row) == expected and None not in expected
-
-
-def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("migration_0016", MIGRATION)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_timeline_filters_by_channel_and_status(
