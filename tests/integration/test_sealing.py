@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models.base import utcnow
 from models.crypto import KeyRing, install_keyring, keyring
-from models.sealing import SEALED_COLUMNS
+from models.sealing import SEALED_COLUMNS, Rewrite, resealer, rewrite_column
 from models.staff_session import StaffSession
 from providers.base import OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
@@ -192,3 +192,55 @@ def test_a_bounce_reason_that_quotes_the_address_is_stored_without_it(db: Databa
     dump = "\n".join(v for v in stored if v)
     assert "5.1.1" in dump and "Recipient address rejected" in dump
     assert CANARY_ADDRESS not in dump and "canary.7f3a" not in dump
+
+
+def test_a_rotation_never_overwrites_a_value_written_while_it_ran(
+    committed_pg: Database, restore_ring: None
+) -> None:
+    db = committed_pg
+    old = keyring()
+    now = utcnow()
+    with db.sessions() as session, session.begin():
+        for sid, token in (("1" * 64, "token-signed-out"), ("2" * 64, "token-first")):
+            session.add(
+                StaffSession(
+                    id=sid,
+                    actor="oidc:agent",
+                    roles=["agent"],
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now,
+                    id_token=token,
+                )
+            )
+    new = KeyRing({**old.keys, "test-2027": bytes(range(64, 96))}, "test-2027", old.index_key)
+    engine = db.sessions().get_bind()
+    spec = next(s for s in SEALED_COLUMNS if s.table == "staff_sessions")
+    reseal = resealer(new)
+    meddled: list[str] = []
+
+    def meddling(purpose: str) -> Rewrite:
+        """Re-seals as a rotation does, after another writer changed the row just read."""
+
+        def rewrite(value: str) -> str | None:
+            plain = new.open(value, purpose)
+            if plain in ("token-signed-out", "token-first"):
+                meddled.append(plain)
+                changed = None if plain == "token-signed-out" else old.seal("token-second", purpose)
+                with engine.begin() as other:
+                    other.execute(
+                        sa.text("UPDATE staff_sessions SET id_token = :t WHERE id_token = :v"),
+                        {"t": changed, "v": value},
+                    )
+            return reseal(purpose)(value)
+
+        return rewrite
+
+    with engine.connect() as connection:
+        assert rewrite_column(connection, spec, meddling) == 1
+    assert sorted(meddled) == ["token-first", "token-signed-out"]
+    with engine.connect() as connection:
+        rows = dict(connection.execute(sa.text("SELECT id, id_token FROM staff_sessions")).all())
+    assert rows["1" * 64] is None, "the sign-out stands"
+    assert KeyRing.key_id_of(rows["2" * 64]) == "test-2027"
+    assert new.open(rows["2" * 64], spec.purpose) == "token-second", "the later write stands"
