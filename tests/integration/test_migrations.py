@@ -7,6 +7,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from devtools.database import recreate_database
-from models import Base
+from models import Base, sealing
 from models.contact import address_index
 from models.crypto import keyring
 from models.enums import ChannelType
 from models.event import InteractionEvent
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
+from models.sealing import SealedColumn
 from models.session import build_engine
 from services.keys.reindex import reindex_contacts
 from tests.conftest import PG_URL
@@ -262,4 +264,21 @@ def test_revision_0016_only_changes_the_schema_and_the_reindex_indexes_the_direc
         "contacts.email_hash": 0,
         "contacts.phone_hash": 0,
     }
+    engine.dispose()
+
+
+def test_the_old_sealing_revisions_seal_only_their_own_columns(
+    test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sealed column added long after them, whose table or column they never knew.
+    later = SealedColumn("interactions", "id", "a_later_column", "interactions.a_later_column")
+    monkeypatch.setattr(sealing, "SEALED_COLUMNS", (*sealing.SEALED_COLUMNS, later))
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_pinned")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine, "0011")
+    with engine.connect() as connection:
+        assert current_revision(connection) == "0011"
     engine.dispose()
