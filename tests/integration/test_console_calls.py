@@ -194,6 +194,19 @@ def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_
     assert "a••••@exampleorg" in masked and TYPO not in masked
 
 
+def test_a_bounced_address_was_sent_to_and_is_not_called_tried(
+    app: Flask, service: CommunicationService, pg_db: Database
+) -> None:
+    sent = service.dispatch(CUSTOMER, "email", "welcome", {}, "bounce-1", ADDRESS)
+    service.update_status(sent.interaction.provider_reference or "", "failed", reason="bounced")
+    assert service.get_history(CUSTOMER, 1).items[0].status.value == "failed"
+    agent, _ = sign_in(app, "a.gent")
+    page = agent.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
+    assert "Sent to" in page and "Address tried" not in page and ADDRESS in page
+    shown = _disclosures(pg_db)[-1].shown
+    assert "address" in shown and "rejected_address" not in shown
+
+
 def test_an_unknown_customer_says_so_and_a_note_needs_a_yes(app: Flask, pg_db: Database) -> None:
     agent, token = sign_in(app, "a.gent")
     page = agent.get("/customers/C-9999").get_data(as_text=True)
