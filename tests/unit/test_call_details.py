@@ -19,6 +19,12 @@ from services.support.masking import mask, preview
         (ChannelType.EMAIL, "no at sign", "••••"),
         (ChannelType.SMS, "+16045554567", "•••• ••• 4567"),
         (ChannelType.SMS, "12345", "••••"),
+        (ChannelType.EMAIL, "a@x.org", "••••@x.org"),
+        (ChannelType.EMAIL, "ab@x.org", "••••@x.org"),
+        (ChannelType.EMAIL, "abc@x.org", "a••••@x.org"),
+        (ChannelType.SMS, "555-0123", "•••• ••• 23"),
+        (ChannelType.SMS, "613 555 012", "•••• ••• 12"),
+        (ChannelType.SMS, "6135550123", "•••• ••• 0123"),
         (ChannelType.EMAIL, None, None),
     ],
 )
