@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -59,7 +59,8 @@ class SignedIn:
     """Whom the provider vouched for, and the id_token it did so with (kept for sign-out)."""
 
     user: StaffUser
-    id_token: str
+    # A bearer credential: never in a repr, so never in a log line or a traceback.
+    id_token: str = field(repr=False)
 
 
 class OidcClient:
