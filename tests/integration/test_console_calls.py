@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from models.batch import Batch, BatchAction, BatchState
 from models.disclosure import StaffDisclosure
 from models.enums import ChannelType
@@ -20,7 +20,8 @@ from models.interaction import CustomerInteraction
 from providers.base import OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
 from services.sending.communication import CommunicationService
-from tests.conftest import Database
+from tasks.dispatch import dispatch
+from tests.conftest import PG_URL, Database
 from tests.console_fixtures import CapturedQueue, console_settings, sign_in
 from tests.fakes import FakeProvider
 from workers.console import create_app
@@ -113,17 +114,27 @@ def test_the_message_page_shows_the_whole_body_to_agents_and_resenders(
 def test_times_are_shown_in_the_configured_zone_with_utc_beside_them(
     app: Flask, service: CommunicationService, pg_db: Database
 ) -> None:
-    sent = _sent(service, "times-1")
-    moment = datetime(2026, 12, 5, 6, 30, tzinfo=UTC)  # 22:30 the day before in Vancouver
-    with pg_db.sessions() as session, session.begin():
-        session.execute(
-            sa.update(CustomerInteraction)
-            .where(CustomerInteraction.interaction_uuid == sent)
-            .values(created_at=moment, sent_at=moment)
-        )
+    moments = {
+        "times-1": datetime(2026, 12, 5, 6, 30, tzinfo=UTC),  # 22:30 the day before, PST
+        "times-2": datetime(2026, 7, 15, 19, 0, tzinfo=UTC),  # noon in summer, PDT
+        # 1 November 2026: clocks go back at 02:00 PDT, so 01:30 comes twice, an hour apart.
+        "times-3": datetime(2026, 11, 1, 8, 30, tzinfo=UTC),  # 01:30 PDT
+        "times-4": datetime(2026, 11, 1, 9, 30, tzinfo=UTC),  # 01:30 PST
+    }
+    for key, moment in moments.items():
+        sent = _sent(service, key)
+        with pg_db.sessions() as session, session.begin():
+            session.execute(
+                sa.update(CustomerInteraction)
+                .where(CustomerInteraction.interaction_uuid == sent)
+                .values(created_at=moment, sent_at=moment)
+            )
     agent, _ = sign_in(app, "a.gent")
     page = agent.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
     assert "2026-12-04 22:30:00 PST" in page and "(2026-12-05 06:30:00 UTC)" in page
+    assert "2026-07-15 12:00:00 PDT" in page and "(19:00:00 UTC)" in page
+    assert "2026-11-01 01:30:00 PDT" in page and "(08:30:00 UTC)" in page
+    assert "2026-11-01 01:30:00 PST" in page and "(09:30:00 UTC)" in page
 
 
 def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_paused_it(
@@ -159,13 +170,9 @@ def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_pa
     assert viewer.get("/batches/no-such-batch").status_code == 404
 
 
-def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_logged(
-    app: Flask,
-    service: CommunicationService,
-    pg_db: Database,
-    caplog: pytest.LogCaptureFixture,
+def test_a_rejected_address_is_kept_sealed_with_the_validators_reason(
+    app: Flask, service: CommunicationService, pg_db: Database
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     failed = service.dispatch(CUSTOMER, "email", "welcome", {}, "typo-1", TYPO)
     assert failed.status.value == "failed"
     reason = failed.interaction.failure_reason or ""
@@ -180,7 +187,6 @@ def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_
         ).one()
     assert "exampleorg" not in stored.recipient and "lovelace" not in stored.recipient
     assert stored.failure_reason == reason
-    assert "exampleorg" not in caplog.text and "lovelace" not in caplog.text
 
     uuid_ = failed.interaction.interaction_uuid
     resender, _ = sign_in(app, "r.esender")
@@ -192,6 +198,31 @@ def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_
     viewer, _ = sign_in(app, "v.iewer")
     masked = viewer.get(f"/customers/{CUSTOMER}/interactions/{uuid_}").get_data(as_text=True)
     assert "a••••@exampleorg" in masked and TYPO not in masked
+
+
+def test_a_rejected_address_never_reaches_the_dispatch_tasks_log(
+    committed_pg: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("INTERACTIONS_ENVIRONMENT", "test")
+    monkeypatch.setenv("INTERACTIONS_DATABASE_URL", PG_URL)
+    get_settings.cache_clear()
+    caplog.set_level(logging.DEBUG)
+    try:
+        dispatch(
+            idempotency_key="typo-task-1",
+            customer_id=CUSTOMER,
+            channel="email",
+            template_key="welcome",
+            recipient=TYPO,
+        )
+    finally:
+        get_settings.cache_clear()
+    outcome = [r for r in caplog.records if r.name == "tasks.dispatch"]
+    assert [r.getMessage() for r in outcome] == ["dispatch failed"], "the task logged its outcome"
+    with committed_pg.sessions() as session:
+        failure = session.scalars(sa.select(CustomerInteraction.failure_reason)).one()
+    assert failure and "it should have a period" in failure
+    assert "exampleorg" not in caplog.text and "lovelace" not in caplog.text
 
 
 def test_a_bounced_address_was_sent_to_and_is_not_called_tried(
