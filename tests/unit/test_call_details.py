@@ -65,6 +65,24 @@ def test_the_validators_reason_is_specific_and_free_of_the_address() -> None:
 
 
 @pytest.mark.parametrize(
+    ("said", "address", "left"),
+    [
+        ("The domain name xy does not exist.", "jo@xy", "the domain name [the address] does not"),
+        ("Codepoint U+00A0 at position 1 of 'é1' not allowed.", "é1@x.org", "of '[the address]'"),
+        ('The part before the sign is "jo".', "jo@example.org", '"[the address]"'),
+        ("There is a problem at x.", "jo@x", "there is a problem at [the address]"),
+        ("It should have a period.", "a@b", "it should have a period"),
+        ("The domain is not valid.", "is@no", "the domain is not valid"),
+    ],
+)
+def test_a_short_part_of_the_address_is_taken_out_and_the_reasons_words_stay(
+    said: str, address: str, left: str
+) -> None:
+    reason = validation.email_reason(said, address)
+    assert left in reason, reason
+
+
+@pytest.mark.parametrize(
     ("typed", "why"),
     [("+1 604", "too short"), ("12345678901234567", "too long"), ("+999 1234567", "country")],
 )
