@@ -8,19 +8,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from models.base import Base, utcnow
-from models.crypto import SealedText, keyring
+from models.crypto import KeyRing, SealedText, keyring
 from models.enums import ChannelType
 from models.interaction import CUSTOMER_ID_MAX
 
 
-def address_index(channel: ChannelType, normalised: str) -> str:
+def address_index(channel: ChannelType, normalised: str, ring: KeyRing | None = None) -> str:
     """The blind index of an address already normalised for ``channel``.
 
     Email addresses are compared without regard to case, as every provider treats them. The
     interactions' recipient index and the directory's share it, so one search finds both.
     """
     key = normalised.lower() if channel is ChannelType.EMAIL else normalised
-    return keyring().blind_index(f"{channel.value}:{key}")
+    return (ring or keyring()).blind_index(f"{channel.value}:{key}")
 
 
 class Contact(Base):

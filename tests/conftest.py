@@ -41,6 +41,7 @@ TABLES = (
     "api_keys",
     "suppressions",
     "staff_disclosures",
+    "staff_sessions",
 )
 
 

@@ -54,8 +54,17 @@ def address_for(channel: ChannelType, address: str | None) -> str | None:
 
 
 def was_tried(record: InteractionRecord) -> bool:
-    """Whether the address on a record is one that was tried and failed, not one sent to."""
-    return record.status is InteractionStatus.FAILED
+    """Whether the address on a record was tried and refused, never sent to.
+
+    A send refused before any provider accepted it (the validator refused the address, none
+    was on file, it is suppressed, or the provider refused the request) leaves no provider
+    reference and no sent time. A bounce is FAILED too, but its address was sent to.
+    """
+    return (
+        record.status is InteractionStatus.FAILED
+        and record.provider_reference is None
+        and record.sent_at is None
+    )
 
 
 def install(app: App) -> None:

@@ -60,6 +60,7 @@ class SignedIn:
     """Whom the provider vouched for, and the id_token it did so with (kept for sign-out)."""
 
     user: StaffUser
+    # A bearer credential: never in a repr, so never in a log line or a traceback.
     id_token: str = field(repr=False)
 
 

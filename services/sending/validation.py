@@ -184,6 +184,33 @@ _EMAIL_WORDING = (
 )
 
 
+_ADDRESS_TEXT = "[the address]"
+# Parts this long are taken out wherever they appear; a shorter one (a, ab) is too often a
+# piece of the reason's own words, so only where it stands alone.
+_SCRUBBED_ANYWHERE = 3
+# Short words the validator's reasons are written with: a part equal to one is left there.
+_REASON_WORDS = frozenset(
+    {"a", "an", "as", "at", "be", "by", "do", "if", "in", "is", "it", "no", "of", "on", "or", "to"}
+)
+
+
+def _scrub(text: str, part: str) -> str:
+    """``text`` without ``part`` of an address: anywhere when long, else where it stands alone.
+
+    A short part is taken out where it is quoted ('a', "ab") and where it is a whole token,
+    unless it is one of the short words the reason itself is written with ("a", "is"): such a
+    part says nothing about whom the address reaches, and the reason would not read.
+    """
+    escaped = re.escape(part)
+    if len(part) >= _SCRUBBED_ANYWHERE:
+        return re.sub(escaped, _ADDRESS_TEXT, text, flags=re.IGNORECASE)
+    text = re.sub(rf"(['\"`]){escaped}\1", rf"\1{_ADDRESS_TEXT}\1", text, flags=re.IGNORECASE)
+    if part.lower() in _REASON_WORDS:
+        return text
+    alone = rf"(?<![^\s(<\[]){escaped}(?=[\s)>\],;:!?]|\.(?:\s|$)|$)"
+    return re.sub(alone, _ADDRESS_TEXT, text, flags=re.IGNORECASE)
+
+
 def email_reason(text: str, address: str) -> str:
     """The validator's specific reason, free of the address it was about.
 
@@ -192,9 +219,8 @@ def email_reason(text: str, address: str) -> str:
     the reason can be stored in clear and logged.
     """
     local, _, domain = address.rpartition("@")
-    for part in sorted({address, local, domain}, key=len, reverse=True):
-        if len(part) >= 3:
-            text = re.sub(re.escape(part), "[the address]", text, flags=re.IGNORECASE)
+    for part in sorted({address, local, domain} - {""}, key=len, reverse=True):
+        text = _scrub(text, part)
     for said, plain in _EMAIL_WORDING:
         text = text.replace(said, plain)
     text = text.replace("@", " at sign ").strip().rstrip(".")

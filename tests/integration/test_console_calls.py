@@ -4,27 +4,24 @@ without a yes; a search by address that finds the contact directory too."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from models.batch import Batch, BatchAction, BatchState
-from models.contact import Contact
 from models.disclosure import StaffDisclosure
 from models.enums import ChannelType
 from models.interaction import CustomerInteraction
 from providers.base import OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
 from services.sending.communication import CommunicationService
-from tests.conftest import Database
+from tasks.dispatch import dispatch
+from tests.conftest import PG_URL, Database
 from tests.console_fixtures import CapturedQueue, console_settings, sign_in
 from tests.fakes import FakeProvider
 from workers.console import create_app
@@ -35,7 +32,6 @@ TYPO = "ada.lovelace@exampleorg"
 PHONE = "+16045550123"
 SUBJECT = "Your benefit statement is ready"
 BODY = "Hello Ada,\n\nYour statement for November is ready to read in your account. " * 3
-MIGRATION = Path(__file__).parents[2] / "models/migrations/versions/0016_console_for_the_call.py"
 
 
 class RenderingProvider(FakeProvider):
@@ -118,17 +114,27 @@ def test_the_message_page_shows_the_whole_body_to_agents_and_resenders(
 def test_times_are_shown_in_the_configured_zone_with_utc_beside_them(
     app: Flask, service: CommunicationService, pg_db: Database
 ) -> None:
-    sent = _sent(service, "times-1")
-    moment = datetime(2026, 12, 5, 6, 30, tzinfo=UTC)  # 22:30 the day before in Vancouver
-    with pg_db.sessions() as session, session.begin():
-        session.execute(
-            sa.update(CustomerInteraction)
-            .where(CustomerInteraction.interaction_uuid == sent)
-            .values(created_at=moment, sent_at=moment)
-        )
+    moments = {
+        "times-1": datetime(2026, 12, 5, 6, 30, tzinfo=UTC),  # 22:30 the day before, PST
+        "times-2": datetime(2026, 7, 15, 19, 0, tzinfo=UTC),  # noon in summer, PDT
+        # 1 November 2026: clocks go back at 02:00 PDT, so 01:30 comes twice, an hour apart.
+        "times-3": datetime(2026, 11, 1, 8, 30, tzinfo=UTC),  # 01:30 PDT
+        "times-4": datetime(2026, 11, 1, 9, 30, tzinfo=UTC),  # 01:30 PST
+    }
+    for key, moment in moments.items():
+        sent = _sent(service, key)
+        with pg_db.sessions() as session, session.begin():
+            session.execute(
+                sa.update(CustomerInteraction)
+                .where(CustomerInteraction.interaction_uuid == sent)
+                .values(created_at=moment, sent_at=moment)
+            )
     agent, _ = sign_in(app, "a.gent")
     page = agent.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
     assert "2026-12-04 22:30:00 PST" in page and "(2026-12-05 06:30:00 UTC)" in page
+    assert "2026-07-15 12:00:00 PDT" in page and "(19:00:00 UTC)" in page
+    assert "2026-11-01 01:30:00 PDT" in page and "(08:30:00 UTC)" in page
+    assert "2026-11-01 01:30:00 PST" in page and "(09:30:00 UTC)" in page
 
 
 def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_paused_it(
@@ -167,13 +173,9 @@ def test_the_card_links_its_batch_and_the_batch_page_says_how_it_went_and_who_pa
     assert viewer.get("/batches/no-such-batch").status_code == 404
 
 
-def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_logged(
-    app: Flask,
-    service: CommunicationService,
-    pg_db: Database,
-    caplog: pytest.LogCaptureFixture,
+def test_a_rejected_address_is_kept_sealed_with_the_validators_reason(
+    app: Flask, service: CommunicationService, pg_db: Database
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     failed = service.dispatch(CUSTOMER, "email", "welcome", {}, "typo-1", TYPO)
     assert failed.status.value == "failed"
     reason = failed.interaction.failure_reason or ""
@@ -188,7 +190,6 @@ def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_
         ).one()
     assert "exampleorg" not in stored.recipient and "lovelace" not in stored.recipient
     assert stored.failure_reason == reason
-    assert "exampleorg" not in caplog.text and "lovelace" not in caplog.text
 
     uuid_ = failed.interaction.interaction_uuid
     resender, _ = sign_in(app, "r.esender")
@@ -200,6 +201,44 @@ def test_a_rejected_address_is_kept_sealed_with_the_validators_reason_and_never_
     viewer, _ = sign_in(app, "v.iewer")
     masked = viewer.get(f"/customers/{CUSTOMER}/interactions/{uuid_}").get_data(as_text=True)
     assert "a••••@exampleorg" in masked and TYPO not in masked
+
+
+def test_a_rejected_address_never_reaches_the_dispatch_tasks_log(
+    committed_pg: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("INTERACTIONS_ENVIRONMENT", "test")
+    monkeypatch.setenv("INTERACTIONS_DATABASE_URL", PG_URL)
+    get_settings.cache_clear()
+    caplog.set_level(logging.DEBUG)
+    try:
+        dispatch(
+            idempotency_key="typo-task-1",
+            customer_id=CUSTOMER,
+            channel="email",
+            template_key="welcome",
+            recipient=TYPO,
+        )
+    finally:
+        get_settings.cache_clear()
+    outcome = [r for r in caplog.records if r.name == "tasks.dispatch"]
+    assert [r.getMessage() for r in outcome] == ["dispatch failed"], "the task logged its outcome"
+    with committed_pg.sessions() as session:
+        failure = session.scalars(sa.select(CustomerInteraction.failure_reason)).one()
+    assert failure and "it should have a period" in failure
+    assert "exampleorg" not in caplog.text and "lovelace" not in caplog.text
+
+
+def test_a_bounced_address_was_sent_to_and_is_not_called_tried(
+    app: Flask, service: CommunicationService, pg_db: Database
+) -> None:
+    sent = service.dispatch(CUSTOMER, "email", "welcome", {}, "bounce-1", ADDRESS)
+    service.update_status(sent.interaction.provider_reference or "", "failed", reason="bounced")
+    assert service.get_history(CUSTOMER, 1).items[0].status.value == "failed"
+    agent, _ = sign_in(app, "a.gent")
+    page = agent.get(f"/customers/{CUSTOMER}").get_data(as_text=True)
+    assert "Sent to" in page and "Address tried" not in page and ADDRESS in page
+    shown = _disclosures(pg_db)[-1].shown
+    assert "address" in shown and "rejected_address" not in shown
 
 
 def test_an_unknown_customer_says_so_and_a_note_needs_a_yes(app: Flask, pg_db: Database) -> None:
@@ -285,28 +324,6 @@ def test_a_phone_number_in_the_id_box_is_searched_and_never_becomes_a_url(
     assert (status, location) == (404, "") and "604.555.0100" not in html
     assert open_id("6045550123")[:2] == (303, "/customers/6045550123")
     assert open_id("C-42")[:2] == (303, "/customers/C-42")
-
-
-def test_the_migration_indexes_contacts_written_before_it(
-    service: CommunicationService, pg_db: Database
-) -> None:
-    service.upsert_contact("C-OLD", ADDRESS, PHONE)
-    with pg_db.sessions() as session, session.begin():
-        indexed = session.get_one(Contact, "C-OLD")
-        expected = (indexed.email_hash, indexed.phone_hash)
-        session.execute(sa.text("UPDATE contacts SET email_hash = NULL, phone_hash = NULL"))
-        _migration().index_the_directory(session.connection())
-    with pg_db.sessions() as session:
-        row = session.execute(sa.text("SELECT email_hash, phone_hash FROM contacts")).one()
-    assert tuple(row) == expected and None not in expected
-
-
-def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("migration_0016", MIGRATION)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_timeline_filters_by_channel_and_status(

@@ -19,6 +19,12 @@ from services.support.masking import mask, preview
         (ChannelType.EMAIL, "no at sign", "••••"),
         (ChannelType.SMS, "+16045554567", "•••• ••• 4567"),
         (ChannelType.SMS, "12345", "••••"),
+        (ChannelType.EMAIL, "a@x.org", "••••@x.org"),
+        (ChannelType.EMAIL, "ab@x.org", "••••@x.org"),
+        (ChannelType.EMAIL, "abc@x.org", "a••••@x.org"),
+        (ChannelType.SMS, "555-0123", "•••• ••• 23"),
+        (ChannelType.SMS, "613 555 012", "•••• ••• 12"),
+        (ChannelType.SMS, "6135550123", "•••• ••• 0123"),
         (ChannelType.EMAIL, None, None),
     ],
 )
@@ -56,6 +62,24 @@ def test_the_validators_reason_is_specific_and_free_of_the_address() -> None:
     quoted = "The domain name exampleorg.invalid does not exist for ada@exampleorg.invalid."
     reason = validation.email_reason(quoted, "ada@exampleorg.invalid")
     assert "exampleorg" not in reason and "ada" not in reason and "@" not in reason
+
+
+@pytest.mark.parametrize(
+    ("said", "address", "left"),
+    [
+        ("The domain name xy does not exist.", "jo@xy", "the domain name [the address] does not"),
+        ("Codepoint U+00A0 at position 1 of 'é1' not allowed.", "é1@x.org", "of '[the address]'"),
+        ('The part before the sign is "jo".', "jo@example.org", '"[the address]"'),
+        ("There is a problem at x.", "jo@x", "there is a problem at [the address]"),
+        ("It should have a period.", "a@b", "it should have a period"),
+        ("The domain is not valid.", "is@no", "the domain is not valid"),
+    ],
+)
+def test_a_short_part_of_the_address_is_taken_out_and_the_reasons_words_stay(
+    said: str, address: str, left: str
+) -> None:
+    reason = validation.email_reason(said, address)
+    assert left in reason, reason
 
 
 @pytest.mark.parametrize(

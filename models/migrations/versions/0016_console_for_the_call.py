@@ -1,5 +1,9 @@
 """The console for a call: the directory's blind index, email subjects, disclosures of data.
 
+Schema only: the contacts written before this revision get their blind index from
+``interactions keys reindex`` (which ``interactions migrate`` runs after upgrading), in
+batches committed one by one, so no lock taken here is held while the directory is hashed.
+
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-05
@@ -11,10 +15,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from models.contact import address_index
-from models.crypto import keyring
-from models.enums import ChannelType
-
 revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
@@ -22,7 +22,6 @@ depends_on: str | Sequence[str] | None = None
 
 JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-BATCH = 1000
 
 
 def upgrade() -> None:
@@ -44,44 +43,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_staff_disclosures_customer", "staff_disclosures", ["customer_id", "at"])
     op.create_index("ix_staff_disclosures_actor", "staff_disclosures", ["actor", "at"])
-    index_the_directory(op.get_bind())
-
-
-def index_the_directory(connection: sa.engine.Connection) -> None:
-    """Give every contact written before this revision its addresses' blind index."""
-    ring = keyring()
-    after = ""
-    while True:
-        rows = connection.execute(
-            sa.text(
-                "SELECT customer_id, email, phone FROM contacts WHERE customer_id > :after "
-                "ORDER BY customer_id LIMIT :size"
-            ),
-            {"after": after, "size": BATCH},
-        ).all()
-        if not rows:
-            return
-        for customer_id, email, phone in rows:
-            connection.execute(
-                sa.text(
-                    "UPDATE contacts SET email_hash = :email, phone_hash = :phone "
-                    "WHERE customer_id = :id"
-                ),
-                {
-                    "id": customer_id,
-                    "email": _index(ring.open(email, "contacts.email"), ChannelType.EMAIL)
-                    if email
-                    else None,
-                    "phone": _index(ring.open(phone, "contacts.phone"), ChannelType.SMS)
-                    if phone
-                    else None,
-                },
-            )
-        after = rows[-1][0]
-
-
-def _index(address: str, channel: ChannelType) -> str:
-    return address_index(channel, address)
 
 
 def downgrade() -> None:
