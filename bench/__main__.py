@@ -4,7 +4,7 @@
     .venv/bin/python -m bench --quick    # the same figures at small counts, about three minutes
 
 Each benchmark runs as its own process on PostgreSQL and Redis (databases named bench_scale_*,
-Redis dbs 10 and 14) and hands its figures back as JSON; the table goes to standard output and
+Redis dbs 10, 11 and 14) and hands its figures back as JSON; the table goes to standard output and
 to var/bench/results.json. The run holds /tmp/interactions-bench.lock, so two never overlap.
 """
 
@@ -30,6 +30,11 @@ LOCK = Path("/tmp/interactions-bench.lock")  # shared with every engineer's benc
 OUT = ROOT / "var" / "bench"
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+# About 25 s: 2,000 messages and the bare route, one 20,000-row upload beside one send-batch.
+API_QUICK = ["--requests", "2000", "--warmup", "200", "--processes", "1", "--rows", "20000"]
+API_QUICK += ["--rounds", "1"]
 
 
 def database(name: str) -> str:
@@ -137,6 +142,14 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str], dict[str, str]]]:
                 "BENCH_WEBHOOKS_BROKER_URL": f"{REDIS}/14",
             },
         ),
+        "api": (
+            "bench.api",
+            API_QUICK if quick else [],
+            {
+                "BENCH_API_DATABASE_URL": database("bench_scale_api"),
+                "BENCH_API_BROKER_URL": f"{REDIS}/11",
+            },
+        ),
         "archive": (
             "bench.archive",
             ["--rows", "50000", "--dispatchers", "0"] if quick else [],
@@ -158,9 +171,10 @@ def estimate(quick: bool) -> str:
     if quick:
         return "about 3 minutes"
     # generate 1M, pipeline (project and bare floor at 0 and 100 ms), pace (three batches of
-    # 10,000), webhooks x3 settings, archive, timeline and a paused batch of 100,000 (parked,
-    # then resumed)
-    minutes = 1 + 3 + 8 + 4 + 3 + 2 + 1
+    # 10,000), webhooks x3 settings, archive, timeline, a paused batch of 100,000 (parked, then
+    # resumed) and the API (20,000 messages, a bare route, two 100,000-row uploads beside two
+    # send-batch runs)
+    minutes = 1 + 3 + 8 + 4 + 3 + 2 + 1 + 3
     if not exists("bench_scale_10m"):
         minutes += 6
     if not exists("bench_scale_1m"):
@@ -189,7 +203,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, about three minutes")
     parser.add_argument(
         "--only",
-        help="comma-separated: cli,generate,pipeline,pace,paused,webhooks,archive,timeline",
+        help="comma-separated: cli,generate,pipeline,pace,paused,webhooks,api,archive,timeline",
     )
     parser.add_argument("--json", default=str(OUT / "results.json"), help="where the table goes")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""A Flask app whose callback route does nothing: the baseline of bench.webhooks."""
+"""A Flask app whose routes do nothing: the baseline of bench.webhooks and bench.api."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from flask import Flask
 
 
 def create_app() -> Flask:
-    """The webhook's routes with nothing behind them: ``gunicorn 'bench.bare_app:create_app()'``."""
+    """The routes under test, doing nothing: ``gunicorn 'bench.bare_app:create_app()'``."""
     app = Flask(__name__)
 
     @app.post("/callbacks/notify")
     def notify_callback() -> tuple[str, int]:
+        return "", 202
+
+    @app.post("/v1/messages")
+    def post_message() -> tuple[str, int]:
         return "", 202
 
     @app.get("/healthz")

@@ -39,6 +39,7 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
         "pace": _pace,
         "paused": _paused,
         "webhooks": _webhooks,
+        "api": _api,
         "archive": _archive,
         "timeline": _timeline,
     }
@@ -116,6 +117,23 @@ def _webhooks(r: dict[str, Any]) -> list[Row]:
     note = f"p50 {r['p50_ms']:.1f} ms, p99 {p99:.1f} ms; gunicorn {r['setting']}"
     return [Row("callbacks stored and queued", rate, "callbacks/s", r["bare_per_s"],
                 "bare Flask route", ">= 1,000/s, p99 < 50 ms", met, note)]  # fmt: skip
+
+
+def _api(r: dict[str, Any]) -> list[Row]:
+    rate, p99 = r["messages_per_s"], r["p99_ms"]
+    met = rate >= 1000 and p99 < 50 and r["not_2xx"] == 0 and r["stored"] == r["answered_202"]
+    note = (
+        f"p50 {r['p50_ms']:.1f} ms, p99 {p99:.1f} ms (bare p99 {r['bare_p99_ms']:.1f}); "
+        f"{r['stored']:,} rows for {r['answered_202']:,} x 202; gunicorn {r['setting']}"
+    )
+    rows, upload, cli = r["upload_rows"], r["upload_rows_per_s"], r["cli_rows_per_s"]
+    memory = f"API RSS {r['upload_rss_before_mib']:.0f} -> {r['upload_rss_peak_mib']:.0f} MiB"
+    return [
+        Row("API: POST /v1/messages accepted", rate, "messages/s", r["bare_per_s"],
+            "bare /v1/messages route", ">= 1,000/s, p99 < 50 ms", met, note),
+        Row("API: POST /v1/batches upload", upload, "rows/s", cli, "send-batch producer",
+            ">= 20,000 rows/s", upload >= 20_000, f"{rows:,} JSON Lines rows streamed; {memory}"),
+    ]  # fmt: skip
 
 
 def _archive(r: dict[str, Any]) -> list[Row]:

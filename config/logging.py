@@ -149,6 +149,8 @@ def configure_logging(
     root.setLevel(level)
     # SQLAlchemy logs each statement at INFO once its logger is enabled; never those.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    # Authlib logs a sign-in's PKCE code verifier at DEBUG; never that.
+    logging.getLogger("authlib").setLevel(logging.INFO)
 
 
 def gunicorn_logconfig(fmt: LogFormat, level: str = "INFO") -> dict[str, Any]:
@@ -170,5 +172,7 @@ def gunicorn_logconfig(fmt: LogFormat, level: str = "INFO") -> dict[str, Any]:
             # Gunicorn logs every request once a logging config is given; its lines would hold
             # the client's address and the query string, so they go nowhere.
             "gunicorn.access": {"level": "CRITICAL", "handlers": ["nowhere"], "propagate": False},
+            # Authlib logs a sign-in's PKCE code verifier at DEBUG.
+            "authlib": {"level": "INFO"},
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import zoneinfo
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,8 @@ NAMES_READ_ELSEWHERE = frozenset(
 
 ProviderName = Literal["log", "notify", "smtp"]
 ConsoleRole = Literal["viewer", "agent", "resender"]
+# How a confidential client proves itself at an OpenID Connect provider's token endpoint.
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 
 class ConsoleUser(BaseModel):
@@ -218,6 +221,8 @@ class Settings(BaseSettings):
     # believed; 0 trusts none, so the client address is the connection's.
     console_trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     console_page_size: int = Field(default=20, ge=1, le=200)
+    # The zone staff and callers keep time in: the console shows it with UTC beside it.
+    console_time_zone: str = "America/Vancouver"
     # Sign-in through an OpenID Connect provider (authorization code with PKCE), e.g. Keycloak.
     console_oidc_issuer: str | None = None
     console_oidc_client_id: str | None = None
@@ -227,6 +232,12 @@ class Settings(BaseSettings):
     # The id_token claim listing the user's roles, and which of them grant which console role.
     console_oidc_roles_claim: str = "roles"
     console_oidc_role_map: dict[str, ConsoleRole] = Field(default_factory=_same_role_names)
+    # How the console proves itself at the token endpoint; unset: the first of these two the
+    # provider's discovery document lists (client_secret_basic when it lists none).
+    console_oidc_token_auth_method: TokenAuthMethod | None = None
+    # How long the provider's discovery document and signing keys are kept before they are read
+    # again; a token signed by a key not yet seen has the keys read again at once.
+    console_oidc_metadata_max_age_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
 
     # The HTTP API (workers.api): bodies, batch uploads, and each client's request rate.
     api_max_body_bytes: int = Field(default=65_536, ge=1024)
@@ -250,6 +261,17 @@ class Settings(BaseSettings):
         if self.log_format:
             return self.log_format
         return "json" if self.environment == "production" else "text"
+
+    @model_validator(mode="after")
+    def _time_zone_is_known(self) -> Settings:
+        try:
+            zoneinfo.ZoneInfo(self.console_time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"INTERACTIONS_CONSOLE_TIME_ZONE {self.console_time_zone!r} is not a time zone "
+                "name such as America/Vancouver"
+            ) from None
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:

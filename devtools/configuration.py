@@ -135,6 +135,8 @@ HELP: dict[str, str] = {
     "console_trusted_proxy_hops": "Reverse proxies whose X-Forwarded-For and -Proto are "
     "believed (0: none).",
     "console_page_size": "Rows per page of the console's timeline.",
+    "console_time_zone": "Time zone the console shows times in, with UTC beside them "
+    "(an IANA name).",
     "console_oidc_issuer": "OpenID Connect issuer URL staff sign in through (https:// in "
     "production).",
     "console_oidc_client_id": "The console's OIDC client id.",
@@ -144,6 +146,10 @@ HELP: dict[str, str] = {
     "console_oidc_roles_claim": "The id_token claim listing the user's roles.",
     "console_oidc_role_map": "JSON: identity-provider role -> console role (viewer, agent, "
     "resender).",
+    "console_oidc_token_auth_method": "client_secret_basic or client_secret_post at the "
+    "provider's token endpoint; unset: the first the provider's discovery lists.",
+    "console_oidc_metadata_max_age_seconds": "How long the provider's discovery document and "
+    "signing keys are kept; an unknown key id reads them again at once.",
 }
 
 

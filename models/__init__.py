@@ -5,6 +5,7 @@ from models.archive import ArchiveManifest, ArchiveState, LegalHold
 from models.base import Base
 from models.batch import Batch, BatchAction, BatchState
 from models.contact import Contact
+from models.disclosure import StaffDisclosure
 from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.inbound import InboundEvent, InboundState
@@ -33,6 +34,7 @@ __all__ = [
     "LegalHold",
     "QueuedMessage",
     "SignInFailure",
+    "StaffDisclosure",
     "StaffSession",
     "Suppression",
 ]

@@ -51,7 +51,7 @@ class Batch(Base):
 
 
 class BatchAction(Base):
-    """An operator's action on a batch: who paused, resumed, cancelled or scheduled it, and why."""
+    """An action on a batch: who started it (or ran it again), paused, resumed or cancelled it."""
 
     __tablename__ = "batch_actions"
     __table_args__ = (sa.Index("ix_batch_actions_batch", "batch_id", "id"),)

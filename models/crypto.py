@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -72,7 +73,8 @@ class KeyRing:
     def seal(self, plaintext: str, purpose: str) -> str:
         """Encrypt ``plaintext`` under the active key, bound to ``purpose``."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.active]).encrypt(nonce, plaintext.encode(), purpose.encode())
+        cipher = _cipher(self.keys[self.active])
+        sealed = cipher.encrypt(nonce, plaintext.encode(), purpose.encode())
         return f"{VERSION}:{self.active}:{base64.b64encode(nonce + sealed).decode()}"
 
     def open(self, value: str, purpose: str) -> str:
@@ -82,7 +84,7 @@ class KeyRing:
         if key is None:
             raise UnknownKey(f"no key {key_id!r} in the key ring to read a {purpose} value")
         try:
-            plain = AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], purpose.encode())
+            plain = _cipher(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], purpose.encode())
         except InvalidTag:
             raise Undecryptable(f"a {purpose} value failed authentication") from None
         return plain.decode()
@@ -106,6 +108,12 @@ class KeyRing:
     def blind_index(self, normalised: str) -> str:
         """The keyed hash that finds a value without decrypting anything."""
         return hmac.new(self.index_key, normalised.encode(), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _cipher(key: bytes) -> AESGCM:
+    """One cipher object per key, kept: making one per value cost as much as the encryption."""
+    return AESGCM(key)
 
 
 def _development_ring(var_dir: Path) -> KeyRing:

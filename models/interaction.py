@@ -69,6 +69,8 @@ class CustomerInteraction(Base):
         value_enum(InteractionStatus, "interaction_status"), nullable=False
     )
     body_content: Mapped[str | None] = mapped_column(SealedText("interactions.body_content"))
+    # An email's subject line as the provider rendered it, when it said.
+    subject: Mapped[str | None] = mapped_column(SealedText("interactions.subject"))
     # The reference we handed the provider (our interaction UUID), as the RFC names it.
     notify_reference: Mapped[str | None] = mapped_column(sa.String(255))
     # The provider's own id for the message, once it accepted it.

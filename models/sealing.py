@@ -7,6 +7,7 @@ that crashes is simply run again: rows already done are recognised and skipped.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.crypto import SEALED_KEYS, VERSION, KeyRing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,14 @@ class SealedColumn:
 SEALED_COLUMNS = (
     SealedColumn("interactions", "id", "body_content", "interactions.body_content"),
     SealedColumn("interactions", "id", "recipient", "interactions.recipient"),
+    SealedColumn("interactions", "id", "subject", "interactions.subject"),
     SealedColumn("interactions", "id", "meta_data", "interactions.meta_data", is_json=True),
     SealedColumn("contacts", "customer_id", "email", "contacts.email"),
     SealedColumn("contacts", "customer_id", "phone", "contacts.phone"),
     SealedColumn("inbound_events", "id", "body", "inbound_events.body"),
     SealedColumn("interaction_events", "id", "reason", "interaction_events.reason"),
     SealedColumn("queued_messages", "idempotency_key", "message", "queued_messages.message"),
+    SealedColumn("staff_sessions", "id", "id_token", "staff_sessions.id_token"),
 )
 
 # Given a stored value, the value to store instead, or None when it needs nothing.
@@ -69,6 +74,8 @@ def _rewrite_json(value: Any, purpose: str, make: Callable[[str], Rewrite]) -> s
     document = json.loads(value) if isinstance(value, str) else value
     if not isinstance(document, dict):
         return None
+    # A copy: the value read stays as read, to check the row still holds it when writing.
+    document = dict(document)
     changed = False
     for name in SEALED_KEYS:
         if name not in document:
@@ -92,29 +99,78 @@ def rewrite_column(
     size: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Apply a rewrite to every value of one column, batch by batch; returns rows changed."""
+    """Apply a rewrite to every value of one column, batch by batch; returns rows changed.
+
+    A value is replaced only if it is still the one read: a write made meanwhile (a sign-out
+    clearing an id_token, a resend correcting a recipient) is never overwritten with a re-seal
+    of the old value. Such a row is read again and rewritten from what it now holds.
+    """
     rewrite = make_rewrite(spec.purpose)
-    cast = (
-        "CAST(:value AS JSONB)"
-        if spec.is_json and connection.dialect.name == "postgresql"
-        else ":value"
-    )
-    update = sa.text(
-        f"UPDATE {spec.table} SET {spec.column} = {cast} WHERE {spec.key} = :key"  # noqa: S608
-    )
+
+    def rewritten(value: Any) -> str | None:
+        return _rewrite_json(value, spec.purpose, make_rewrite) if spec.is_json else rewrite(value)
+
     changed = 0
+    skipped = 0
     for batch in walk_values(connection, spec, size):
         for key, value in batch:
-            new = (
-                _rewrite_json(value, spec.purpose, make_rewrite) if spec.is_json else rewrite(value)
-            )
-            if new is not None:
-                connection.execute(update, {"value": new, "key": key})
+            new = rewritten(value)
+            if new is None:
+                continue
+            if _replace(connection, spec, key, value, new):
                 changed += 1
+                continue
+            outcome = _retry(connection, spec, key, rewritten)
+            changed += outcome is True
+            skipped += outcome is None
         connection.commit()
         if progress:
             progress(len(batch))
+    if skipped:
+        log.warning(
+            "%d %s.%s values changed at every attempt to rewrite them; run again",
+            skipped,
+            spec.table,
+            spec.column,
+        )
     return changed
+
+
+RETRIES = 3
+
+
+def _replace(connection: Connection, spec: SealedColumn, key: Any, old: Any, new: str) -> bool:
+    """Store ``new`` in the row ``key`` if its value is still ``old``; whether it was stored."""
+    json_pg = spec.is_json and connection.dialect.name == "postgresql"
+    value, expected = (
+        ("CAST(:value AS JSONB)", "CAST(:old AS JSONB)") if json_pg else (":value", ":old")
+    )
+    same = "IS NOT DISTINCT FROM" if connection.dialect.name == "postgresql" else "IS"
+    update = sa.text(
+        f"UPDATE {spec.table} SET {spec.column} = {value} "  # noqa: S608 - names are ours
+        f"WHERE {spec.key} = :key AND {spec.column} {same} {expected}"
+    )
+    if spec.is_json and not isinstance(old, str):
+        old = json.dumps(old)
+    return bool(connection.execute(update, {"value": new, "key": key, "old": old}).rowcount)
+
+
+def _retry(
+    connection: Connection, spec: SealedColumn, key: Any, rewritten: Callable[[Any], str | None]
+) -> bool | None:
+    """Rewrite one row from its current value: True when done, False when nothing was left to
+    do (the row went, or now holds a value that needs nothing), None when it kept changing."""
+    select = sa.text(
+        f"SELECT {spec.column} FROM {spec.table} WHERE {spec.key} = :key"  # noqa: S608
+    )
+    for _ in range(RETRIES):
+        value = connection.execute(select, {"key": key}).scalar_one_or_none()
+        new = None if value is None else rewritten(value)
+        if new is None:
+            return False
+        if _replace(connection, spec, key, value, new):
+            return True
+    return None
 
 
 def _is_sealed(value: str) -> bool:

@@ -2,6 +2,8 @@
 
 The browser's cookie carries a random token; only its SHA-256 is stored, so a copy of the
 table signs no one in. A row ends at sign-out, after an idle spell, or at its absolute limit.
+A provider's id_token is kept sealed while the session lives, to end the provider's session
+too at sign-out; it never goes to the browser's cookie.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JsonDocument
+from models.crypto import SealedText
 
 
 class StaffSession(Base):
@@ -32,3 +35,6 @@ class StaffSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(nullable=False)
     expires_at: Mapped[datetime] = mapped_column(nullable=False)
     ended_at: Mapped[datetime | None] = mapped_column()
+    # The id_token the provider issued at sign-in (its id_token_hint at sign-out); cleared
+    # when the session ends.
+    id_token: Mapped[str | None] = mapped_column(SealedText("staff_sessions.id_token"))

@@ -36,6 +36,8 @@ class SendReceipt:
     provider: str
     provider_reference: str
     body: str | None = None
+    # An email's subject line as rendered, when the provider says.
+    subject: str | None = None
 
 
 @dataclass(frozen=True)

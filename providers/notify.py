@@ -393,10 +393,12 @@ def _receipt(response: requests.Response) -> SendReceipt:
         )
     content = data.get("content")
     body = content.get("body") if isinstance(content, dict) else None
+    subject = content.get("subject") if isinstance(content, dict) else None
     return SendReceipt(
         provider=NotifyProvider.name,
         provider_reference=notification_id,
         body=body if isinstance(body, str) else None,
+        subject=subject if isinstance(subject, str) else None,
     )
 
 

@@ -128,7 +128,12 @@ class SmtpProvider(Provider):
         message_id = f"<{message.interaction_uuid}@{self._domain}>"
         data = self._compose(message, rendered, message_id, recipient)
         self._deliver(recipient, data)
-        return SendReceipt(provider=self.name, provider_reference=message_id, body=rendered.body)
+        return SendReceipt(
+            provider=self.name,
+            provider_reference=message_id,
+            body=rendered.body,
+            subject=rendered.subject,
+        )
 
     def close(self) -> None:
         """Close every open session, for shutdown; a later send opens a new one."""

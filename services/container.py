@@ -47,6 +47,8 @@ from services.sending.pacing import PaceKeeper
 from services.sending.polling import Poller
 from services.sending.reconciliation import Reconciler
 from services.sending.suppression import SuppressionList
+from services.support.disclosures import Disclosures
+from services.support.lookup import CallLookup
 from services.support.service import SupportService
 from services.support.sessions import StaffSessions
 from services.support.sign_in_throttle import SignInThrottle
@@ -120,7 +122,13 @@ class Container:
 
     @part
     def autocommit_sessions(self) -> SessionFactory:
-        """Sessions on ``autocommit_engine``, for the webhook's one INSERT per callback."""
+        """Sessions on ``autocommit_engine``, for writers of one statement at a time.
+
+        A container given its own ``sessions`` (a test's, rolled back at its end; a tool's)
+        writes through those alone, never through a second engine of its own.
+        """
+        if "sessions" in self._given:
+            return self.sessions
         return session_factory(self.autocommit_engine)
 
     @part
@@ -223,6 +231,16 @@ class Container:
         return SupportService(self.sessions, self.publisher, self.settings)
 
     @part
+    def call_lookup(self) -> CallLookup:
+        """The console's look-ups during a call: known customers, addresses, batches."""
+        return CallLookup(self.sessions, self.settings, archive=lambda: self.archive_store)
+
+    @part
+    def disclosures(self) -> Disclosures:
+        """The audit trail of personal data staff were shown in full."""
+        return Disclosures(self.sessions)
+
+    @part
     def suppressions(self) -> SuppressionList:
         """The suppression list operators and support staff read and change."""
         return SuppressionList(self.sessions, self.settings)
@@ -284,13 +302,19 @@ class Container:
 
     @part
     def acceptance(self) -> Acceptance:
-        """Records a message sent over the API and hands it to the workers."""
-        return Acceptance(self.sessions, self.publisher, self.settings, self.check_template)
+        """Records a message sent over the API and hands it to the workers.
+
+        On autocommit connections: on PostgreSQL the row and its event are one statement
+        (``writes.accept``), atomic alone, so a BEGIN and a COMMIT round trip would add nothing.
+        """
+        return Acceptance(
+            self.autocommit_sessions, self.publisher, self.settings, self.check_template
+        )
 
     @part
     def api_keys(self) -> ApiKeys:
-        """The HTTP API's client keys."""
-        return ApiKeys(self.sessions)
+        """The HTTP API's client keys: read on every request, one statement at a time."""
+        return ApiKeys(self.autocommit_sessions)
 
     @part
     def api_rate_limit(self) -> RateLimit:

@@ -37,6 +37,7 @@ class InteractionRecord:
     failed_at: datetime | None
     recipient: str | None = field(repr=False)
     body_content: str | None = field(repr=False)
+    subject: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, row: CustomerInteraction) -> InteractionRecord:
@@ -62,6 +63,7 @@ class InteractionRecord:
             failed_at=row.failed_at,
             recipient=row.recipient,
             body_content=row.body_content,
+            subject=row.subject,
         )
 
 

@@ -35,7 +35,7 @@ def archive_expired(self: Task) -> None:
         return
     log.info(
         "archive_expired: %d interactions and %d events archived in %.1f s, %d pending kept, "
-        "%d blocked; %d files purged, %d kept by legal holds",
+        "%d blocked; %d files purged, %d kept by legal holds; %d staff disclosures purged",
         report.interactions,
         report.events,
         report.seconds,
@@ -43,6 +43,7 @@ def archive_expired(self: Task) -> None:
         len(report.blocked),
         purged.purged,
         len(purged.kept),
+        purged.disclosures,
     )
     for problem in report.blocked:
         log.error("archive_expired: blocked: %s", problem)

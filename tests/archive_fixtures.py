@@ -25,7 +25,9 @@ from services.archive.stores.factory import open_store
 from services.archive.stores.local_directory import LocalStore
 from services.archive.stores.port import ArchiveStore
 
-ARCHIVE_TABLES = "interaction_events, interactions, archive_manifests, archive_legal_holds"
+ARCHIVE_TABLES = (
+    "interaction_events, interactions, archive_manifests, archive_legal_holds, staff_disclosures"
+)
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

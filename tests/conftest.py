@@ -40,6 +40,8 @@ TABLES = (
     "queued_messages",
     "api_keys",
     "suppressions",
+    "staff_disclosures",
+    "staff_sessions",
 )
 
 

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 from flask import Flask
@@ -72,3 +73,29 @@ def sign_in(app: Flask, username: str, password: str = PASSWORD) -> tuple[FlaskC
     )
     assert answer.status_code == 303, answer.get_data(as_text=True)
     return client, token_of(client.get("/").get_data(as_text=True))
+
+
+class _Paragraphs(HTMLParser):
+    """Notes each <p> opened while another is still open in the markup as written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+        self.nested: list[tuple[int, int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "p":
+            if self.open:
+                self.nested.append(self.getpos())
+            self.open += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "p":
+            self.open = max(0, self.open - 1)
+
+
+def nested_paragraphs(html: str) -> list[tuple[int, int]]:
+    """Where a page's markup opens a paragraph inside another (invalid: browsers split them)."""
+    parser = _Paragraphs()
+    parser.feed(html)
+    return parser.nested

@@ -400,6 +400,7 @@ def post_batch() -> tuple[Response, int]:
             _limited(rows, limit),
             source=f"api:{caller().client}",
             not_before=asked.not_before,
+            started_by=caller().client,
         )
     except InvalidInput as exc:
         raise _field_problem(exc.field, exc.message) from None
@@ -459,6 +460,7 @@ def get_batch(batch_id: str) -> tuple[Response, int]:
         held=status.held,
         released=status.released,
         outcome_unknown=status.outcome_unknown,
+        started_by=status.started_by,
     )
     return _json(answer)
 

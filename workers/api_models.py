@@ -170,6 +170,11 @@ class BatchState(BaseModel):
     held: int
     released: int
     outcome_unknown: int
+    started_by: str | None = Field(
+        default=None,
+        description="Who first ran the batch: the client that uploaded it, or the operator "
+        "who ran send-batch; null for a batch run before this was recorded.",
+    )
 
 
 class BatchChange(BaseModel):

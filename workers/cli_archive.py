@@ -210,6 +210,10 @@ def purge_command(dry_run: bool) -> None:
         f"(months before {report.before_month:%Y-%m} are past the retention: "
         f"{describe_retention(settings)})"
     )
+    click.echo(
+        f"{report.disclosures} staff disclosures {verb} (made before the "
+        f"{settings.archive_hot_months} months hot, outside legal holds)"
+    )
 
 
 @archive.group("hold")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 import click
 import sqlalchemy as sa
 
@@ -14,6 +12,7 @@ from services.errors import InvalidInput
 from services.sending.batch_control import change_state
 from services.sending.parking import batch_lot, release_batch
 from workers import display
+from workers.cli_options import operator
 
 ACTOR_HELP = "Who does it, for the batch's history (default: the signed-in user)."
 
@@ -27,7 +26,7 @@ def _steer(action: str, batch_id: str, reason: str | None, actor: str | None) ->
     here = container()
     try:
         change = change_state(
-            here.sessions, here.batch_gate, batch_id, action, actor or getpass.getuser(), reason
+            here.sessions, here.batch_gate, batch_id, action, actor or operator(), reason
         )
     except InvalidInput as exc:
         raise click.ClickException(exc.message) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from services.sending.pacing import describe
 from services.sending.parking import batch_lot, lot_of
 from workers import display
 from workers.cli_io import EXIT_FAILED, Failed, echo_json, json_option
-from workers.cli_options import SENT_CHANNEL
+from workers.cli_options import SENT_CHANNEL, operator
 
 SHOWN_REJECTIONS = 20
 
@@ -46,43 +47,28 @@ def produce(
     quiet: bool,
     not_before: datetime | None = None,
     reply_to_id: str | None = None,
+    started_by: str | None = None,
 ) -> BatchReport:
-    """Run the producer over a CSV file or stdin (``-``), with a progress bar unless ``quiet``."""
-    producer = container().batch_producer
+    """Run the producer over a CSV file or stdin (``-``), with a progress bar unless ``quiet``.
+
+    ``started_by`` is recorded in the batch's history; by default the operating-system user.
+    """
+    run = functools.partial(
+        container().batch_producer.run,
+        not_before=not_before,
+        reply_to_id=reply_to_id,
+        started_by=started_by or operator(),
+    )
     if str(path) == "-":
-        rows = read_csv(sys.stdin.buffer, key_column)
-        return producer.run(
-            batch_id,
-            channel,
-            template,
-            rows,
-            source="stdin",
-            not_before=not_before,
-            reply_to_id=reply_to_id,
+        return run(
+            batch_id, channel, template, read_csv(sys.stdin.buffer, key_column), source="stdin"
         )
     with path.open("rb") as stream:
         rows = read_csv(stream, key_column)
         if quiet:
-            return producer.run(
-                batch_id,
-                channel,
-                template,
-                rows,
-                source=path.name,
-                not_before=not_before,
-                reply_to_id=reply_to_id,
-            )
+            return run(batch_id, channel, template, rows, source=path.name)
         with click.progressbar(length=_count_lines(path), label=f"batch {batch_id}") as bar:
-            return producer.run(
-                batch_id,
-                channel,
-                template,
-                rows,
-                source=path.name,
-                on_progress=bar.update,
-                not_before=not_before,
-                reply_to_id=reply_to_id,
-            )
+            return run(batch_id, channel, template, rows, source=path.name, on_progress=bar.update)
 
 
 def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
@@ -113,6 +99,12 @@ def _moment(_: click.Context, __: click.Parameter, value: str | None) -> datetim
     default=None,
     help="Notify's email reply-to id (or SMS sender id) for this batch, over the template's.",
 )
+@click.option(
+    "--by",
+    "started_by",
+    default=None,
+    help="Who runs it, for the batch's history (default: the operating-system user).",
+)
 @click.argument(
     "csv_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
 )
@@ -123,16 +115,26 @@ def send_batch(
     key_column: str | None,
     not_before: datetime | None,
     reply_to_id: str | None,
+    started_by: str | None,
     csv_file: Path,
 ) -> None:
     """Enqueue one dispatch per recipient of CSV_FILE that has not been sent yet.
 
     CSV_FILE may be ``-`` for standard input. Exits 1 when any row was rejected (the others
-    are enqueued all the same).
+    are enqueued all the same). Running it again with the same batch id resumes the batch; each
+    run is recorded with who ran it.
     """
     try:
         report = produce(
-            batch_id, channel, template_key, csv_file, key_column, False, not_before, reply_to_id
+            batch_id,
+            channel,
+            template_key,
+            csv_file,
+            key_column,
+            False,
+            not_before,
+            reply_to_id,
+            started_by,
         )
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
@@ -164,9 +166,11 @@ def batch_status_command(batch_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(status_document(status))
         return
+    starter = status.started_by or "not recorded"
     click.echo(
         f"batch {status.batch_id} ({status.channel}, template {status.template_key}), "
-        f"{status.runs} run(s): {status.rows} rows, {status.rejected} rejected"
+        f"started by {starter}, {status.runs} run(s): {status.rows} rows, "
+        f"{status.rejected} rejected"
     )
     rows = [(s.value, str(n)) for s, n in sorted(status.by_status.items())]
     click.echo(display.table(("status", "count"), rows))

@@ -21,6 +21,7 @@ from workers.cli_io import (
     read_value,
     record_document,
 )
+from workers.cli_keys import report_reindex
 from workers.cli_options import ANY_CHANNEL, SENT_CHANNEL, STATUS
 
 
@@ -29,6 +30,8 @@ def migrate() -> None:
     """Upgrade the database schema to the newest revision."""
     upgrade(container().engine)
     click.echo("database is at the newest revision")
+    # Data that the schema changes leave to fill in, outside their locks, committed per batch.
+    report_reindex()
 
 
 @click.command()

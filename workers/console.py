@@ -1,9 +1,10 @@
 """The support console: ``gunicorn 'workers.console:create_app()'``.
 
-One page per customer: the timeline (every channel, newest first, by cursor), a phone note,
-and for a failed email or SMS a corrected address and a resend through the dispatch task.
-Server-rendered, usable without JavaScript. URLs carry customer ids and interaction UUIDs,
-never an address: a search by address is a POST that redirects to the customer's id.
+One page per customer: the timeline (every channel, newest first, by cursor, filtered by
+channel and status), a phone note, and for a failed email or SMS a corrected address and a
+resend through the dispatch task; one page per batch. Server-rendered, usable without
+JavaScript. URLs carry customer ids, interaction UUIDs and batch ids, never an address: a search
+by address is a POST that redirects to the customer's id.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from config.settings import Settings, get_settings
-from models.enums import ChannelType
+from models.enums import ChannelType, InteractionStatus
 from models.session import SessionFactory
 from services.callbacks import inbox
 from services.errors import InvalidInput
+from services.records import InteractionRecord
 from services.sending import validation
 from services.sending.batches import Publisher
 from services.sending.pacing import describe
+from services.support.lookup import Search, Standing
 from services.support.service import (
     NotFound,
     NotQueued,
@@ -46,19 +49,24 @@ from services.support.service import (
     resend_of,
 )
 from services.support.staff import Permission
+from workers import console_display
 from workers.console_auth import (
     configure_session,
     current_user,
     enable_oidc,
+    form_action_sources,
+    recognise_user,
     requires,
     sign_in_pages,
 )
 from workers.webapp import services, use_container
 
 log = logging.getLogger(__name__)
-SEARCH_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+RESENDABLE_CHANNELS = (ChannelType.EMAIL, ChannelType.SMS)
+FILTER_CHANNELS = tuple(ChannelType)
+FILTER_STATUSES = tuple(InteractionStatus)
 # The form control a service's field name is entered in, where the two differ.
-FIELD_INPUTS = {"recipient": "address", "channel": "channel-email"}
+FIELD_INPUTS = {"recipient": "address", "channel": "address"}
 # What a form carries besides a note: the form token, a reason, an address, the field names.
 FORM_OVERHEAD_BYTES = 16 * 1024
 HSTS_SECONDS = 365 * 24 * 60 * 60
@@ -111,7 +119,12 @@ def template_globals(state: BlueprintSetupState) -> None:
         error_input=error_input,
         provider_holds=provider_holds,
         rejected_callbacks=rejected_callbacks,
+        ChannelType=ChannelType,
+        Standing=Standing,
+        filter_channels=FILTER_CHANNELS,
+        filter_statuses=FILTER_STATUSES,
     )
+    console_display.install(state.app)
 
 
 def provider_holds() -> list[str]:
@@ -147,7 +160,8 @@ def error_input(error: object) -> str | None:
 def protect(response: Response) -> Response:
     """Every answer's security headers; pages, unlike the stylesheet, are never stored."""
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'self'; form-action {form_action_sources()}; frame-ancestors 'none'; "
+        "base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -162,8 +176,9 @@ def protect(response: Response) -> Response:
 
 @pages.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> tuple[str, int]:
-    """The error page for an HTTP error, with its status."""
+    """The error page for an HTTP error, with its status (and who is signed in, if anyone)."""
     code = exc.code or 500
+    recognise_user()
     return render_template("console/error.html", code=code, exc=exc), code
 
 
@@ -183,7 +198,7 @@ def healthz() -> tuple[str, int]:
 @pages.get("/")
 def home() -> str:
     """The search page."""
-    return render_template("console/home.html", channels=SEARCH_CHANNELS)
+    return render_template("console/home.html")
 
 
 @pages.post("/customer")
@@ -194,25 +209,36 @@ def open_customer() -> Response | tuple[str, int]:
     try:
         validation.customer_id(customer_id)
     except InvalidInput as exc:
-        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        page = render_template("console/home.html", error=exc)
         return page, 400
+    lookup = services().call_lookup
+    if lookup.is_address(customer_id) and not lookup.is_known(customer_id):
+        # A phone number typed into the id box: searched as one, so it never becomes a URL.
+        return _found(lookup.find(customer_id))
     return redirect(url_for("console.customer", customer_id=customer_id), 303)
 
 
 @pages.post("/find")
 def find() -> Response | tuple[str, int]:
-    """The customer an address was sent to, or the list of them when it was several."""
-    channel, address = request.form.get("channel", ""), request.form.get("address", "")
+    """The customers an address is on file for or was sent to, by one box whose format says."""
+    # The channel is read from the address itself: an "@" is an email, digits a phone number.
     try:
-        records = services().ledger_reader.find_by_recipient(channel, address.strip())
+        found = services().call_lookup.find(request.form.get("address", ""))
     except InvalidInput as exc:
-        page = render_template("console/home.html", channels=SEARCH_CHANNELS, error=exc)
+        page = render_template("console/home.html", error=exc)
         return page, 400
-    customers = list(dict.fromkeys(record.customer_id for record in records))
-    if len(customers) == 1:
-        return redirect(url_for("console.customer", customer_id=customers[0]), 303)
-    page = render_template("console/found.html", customers=customers, channel=channel)
-    return page, 200 if customers else 404
+    return _found(found)
+
+
+def _found(found: Search) -> Response | tuple[str, int]:
+    """The one customer an address search found, or the list of them (404 when none)."""
+    if len(found.customers) == 1:
+        only = found.customers[0].customer_id
+        return redirect(url_for("console.customer", customer_id=only), 303)
+    page = render_template(
+        "console/found.html", customers=found.customers, channel=found.channel.value
+    )
+    return page, 200 if found.customers else 404
 
 
 @pages.get("/customers/<customer_id>")
@@ -228,14 +254,21 @@ def customer_page(
     # The console sends nothing itself: dispatch runs in the workers.
     here = services()
     archived = request.args.get("archived") == "1"
+    filters = {name: request.args.get(name) or None for name in ("channel", "status")}
     try:
         page = here.ledger_reader.get_history(
             customer_id,
             here.settings.console_page_size,
             cursor=request.args.get("cursor") or None,
             include_archived=archived,
+            **filters,
         )
         contact = here.support.contact(customer_id)
+        standing = (
+            Standing.ON_RECORD
+            if page.items or contact.email or contact.phone
+            else here.call_lookup.standing(customer_id)
+        )
     except InvalidInput as exc:
         abort(400, str(exc))
     on_file = [(ChannelType.EMAIL, contact.email), (ChannelType.SMS, contact.phone)]
@@ -251,7 +284,11 @@ def customer_page(
         error=error,
         note=note,
         suppressed=suppressed,
+        standing=standing,
+        hot_months=here.settings.archive_hot_months,
+        filters=filters,
     )
+    console_display.disclose_timeline(customer_id, contact, page.items)
     return html, status
 
 
@@ -260,8 +297,25 @@ def customer_page(
 def add_note(customer_id: str) -> Response | tuple[str, int]:
     """Record a phone note on the customer's timeline."""
     content = request.form.get("content", "")
+    here = services()
     try:
-        services().ledger_reader.add_note(customer_id, content, author=current_user().username)
+        confirmed = request.form.get("confirm_unknown") == "yes"
+        asked = content.strip() and not confirmed
+        standing = here.call_lookup.standing(customer_id) if asked else None
+        if standing is not None and standing.confirm_note:
+            # A mistyped id must not quietly gain a history: the note waits for a yes.
+            found = (
+                f"Nothing for customer {customer_id} was found (the archive could not be read)"
+                if standing is Standing.UNCHECKED
+                else f"There is no record of customer {customer_id}"
+            )
+            unknown = InvalidInput(
+                "confirm_unknown",
+                f"{found}. Check the id with the caller; "
+                "tick the box to record the note against this id anyway.",
+            )
+            return customer_page(customer_id, error=unknown, note=content, status=422)
+        here.ledger_reader.add_note(customer_id, content, author=current_user().username)
     except InvalidInput as exc:
         return customer_page(customer_id, error=exc, note=content, status=400)
     flash("Phone note recorded.")
@@ -301,7 +355,24 @@ def interaction_page(
         seen_resends=forced_resends(events),
         suppressed=suppressed,
     )
+    offered = contact if user_may_resend(record) else None
+    console_display.disclose_interaction(customer_id, record, offered)
     return html, status
+
+
+def user_may_resend(record: InteractionRecord) -> bool:
+    """Whether the page offers this user the resend form, prefilled from the directory."""
+    return record.channel in RESENDABLE_CHANNELS and current_user().may(Permission.RESEND)
+
+
+@pages.get("/batches/<batch_id>")
+def batch(batch_id: str) -> tuple[str, int]:
+    """A batch: totals by status, its state, and who started, paused, resumed or cancelled it."""
+    try:
+        view = services().call_lookup.batch(batch_id)
+    except InvalidInput:
+        abort(404)
+    return render_template("console/batch.html", view=view), 200
 
 
 @pages.post("/customers/<customer_id>/interactions/<interaction_uuid>/resend")

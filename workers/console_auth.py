@@ -2,10 +2,12 @@
 
 Sessions live in the database (services.support.sessions); Flask's signed cookie (HttpOnly,
 SameSite=Lax, Secure in production) carries only the session's random token and the form
-token. Every request resumes the session from the database, so sign-out, the idle timeout
-and the absolute limit hold whatever cookie is replayed; a local user's roles are read from
-the user list each time, so removing a user or a role takes effect at once. Every POST must
-carry the session's form token, compared in constant time.
+token (and, while a provider sign-in is under way, its state, nonce and PKCE verifier; a
+provider's id_token stays in the database). Every request resumes the session from the
+database, so sign-out, the idle timeout and the absolute limit hold whatever cookie is
+replayed; a local user's roles are read from the user list each time, so removing a user or
+a role takes effect at once. Every POST must carry the session's form token, compared in
+constant time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import ParamSpec, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 from flask import (
     Blueprint,
@@ -30,6 +33,7 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
@@ -48,6 +52,8 @@ OPEN_ENDPOINTS = frozenset(
     {"auth.login", "auth.sign_in", "oidc.start", "oidc.callback", "console.healthz", "static"}
 )
 OIDC_CLIENT = "console_oidc_client"
+# The app's config key holding the provider's origin, where the sign-out form ends up.
+PROVIDER_ORIGIN = "INTERACTIONS_OIDC_PROVIDER_ORIGIN"
 
 sign_in_pages = Blueprint("auth", __name__)
 oidc_sign_in = Blueprint("oidc", __name__)
@@ -110,6 +116,21 @@ def current_user() -> StaffUser:
     """The signed-in user of this request (the checks before it guarantee one)."""
     user: StaffUser = g.user
     return user
+
+
+def recognise_user() -> None:
+    """Resume this browser's session for a page the checks refused before they reached it.
+
+    A stale form token (400) or an oversized form (413) is refused before the session is
+    looked up; the error page still says who is signed in and offers sign-out.
+    """
+    token = session.get("sid")
+    if g.get("user") is not None or not isinstance(token, str):
+        return
+    try:
+        g.user = services().staff_sessions.resume(token)
+    except SQLAlchemyError:
+        log.error("console session not resumed for an error page: the database is away")
 
 
 def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -204,32 +225,51 @@ def wait_in_words(seconds: int) -> str:
 
 @sign_in_pages.post("/logout")
 def logout() -> Response:
-    """End this browser's session."""
-    end_session(services().staff_sessions)
+    """End this browser's session, then the provider's if the provider signed the user in."""
+    id_token = end_session(services().staff_sessions)
+    if id_token is not None and OIDC_CLIENT in current_app.extensions:
+        # Otherwise the provider, still signed in, would sign the user straight back in.
+        target = oidc_client().end_session_url(id_token, post_logout_redirect_uri())
+        if target is not None:
+            return redirect(target, 303)
     return redirect(url_for("auth.login"), 303)
 
 
-def start_session(store: StaffSessions, user: StaffUser) -> None:
+def start_session(store: StaffSessions, user: StaffUser, id_token: str | None = None) -> None:
     """A new session for ``user`` under a new token; one this browser held before is ended."""
     end_session(store)
     session.permanent = True
-    session["sid"] = store.open(user)
+    session["sid"] = store.open(user, id_token)
     csrf_token()
 
 
-def end_session(store: StaffSessions) -> None:
-    """End this browser's session in the database and clear its cookie."""
+def end_session(store: StaffSessions) -> str | None:
+    """End this browser's session in the database and clear its cookie; its id_token if any."""
     token = session.get("sid")
-    if isinstance(token, str):
-        store.end(token)
+    id_token = store.end(token) if isinstance(token, str) else None
     session.clear()
+    return id_token
 
 
 def enable_oidc(app: Flask, settings: Settings) -> None:
     """Offer sign-in through the configured OpenID Connect provider on ``app``."""
-    # One client per app: it keeps the discovery document and keys it read.
+    # One client per app: it keeps the discovery document and keys it read, for a while.
     app.extensions[OIDC_CLIENT] = OidcClient(settings)
+    issuer = urlsplit(settings.console_oidc_issuer or "")
+    app.config[PROVIDER_ORIGIN] = f"{issuer.scheme}://{issuer.netloc}"
     app.register_blueprint(oidc_sign_in)
+
+
+def form_action_sources() -> str:
+    """Where the console's forms may lead (CSP form-action): itself, and the provider."""
+    # Browsers hold a form's redirects to form-action too, and sign-out ends at the provider.
+    # The end-session endpoint may sit on another origin than the issuer (it is the
+    # provider's choice); its origin is added once the discovery document has been read.
+    origin = current_app.config.get(PROVIDER_ORIGIN)
+    if not origin:
+        return "'self'"
+    sources = dict.fromkeys(["'self'", origin, oidc_client().end_session_origin() or origin])
+    return " ".join(sources)
 
 
 def oidc_client() -> OidcClient:
@@ -244,28 +284,36 @@ def redirect_uri() -> str:
     return configured or url_for("oidc.callback", _external=True)
 
 
+def post_logout_redirect_uri() -> str:
+    """Where the provider sends the browser after sign-out: this console's sign-in page."""
+    configured = services().settings.console_oidc_redirect_url
+    # On the host the configured callback names, which a proxy may hide from the request.
+    return (
+        urljoin(configured, url_for("auth.login"))
+        if configured
+        else url_for("auth.login", _external=True)
+    )
+
+
 @oidc_sign_in.get("/login/oidc")
 def start() -> Response:
     """Send the browser to the provider, keeping the sign-in's secrets in the session."""
     try:
-        target, pending = oidc_client().start(redirect_uri())
+        return oidc_client().start(redirect_uri())
     except OidcError as exc:
         abort(503, str(exc))
-    session["oidc"] = pending
-    return redirect(target, 303)
 
 
 @oidc_sign_in.get("/login/oidc/callback")
 def callback() -> Response | tuple[str, int]:
     """Sign in the user the provider vouches for, if it grants them a console role."""
-    pending = session.pop("oidc", None) or {}
     try:
-        user = oidc_client().finish(pending, redirect_uri(), request.args)
+        signed_in = oidc_client().finish()
     except OidcError as exc:
         log.warning("console sign-in through the provider refused: %s", exc)
         return render_template("console/login.html", error=str(exc)), 401
-    if not user.roles:
+    if not signed_in.user.roles:
         log.warning("console sign-in refused: the provider granted no console role")
         abort(403)
-    start_session(services().staff_sessions, user)
+    start_session(services().staff_sessions, signed_in.user, signed_in.id_token)
     return redirect(url_for("console.home"), 303)

@@ -1,34 +1,52 @@
-"""Staff sign-in through an OpenID Connect provider: the authorization code flow with PKCE.
+"""Staff sign-in through an OpenID Connect provider, by Authlib's Flask client.
 
-The provider is found by its discovery document; the id_token must be RS256-signed by a key
-of its JWKS, for this client (and issued to it: ``azp``, when present, must name it), from
-this issuer, unexpired, and carry the nonce this browser was given. The actor recorded in
-history is ``oidc:<sub>``, the provider's stable subject; the preferred_username is only
-shown. Roles come from one claim, mapped to the console's roles by configuration.
+The authorization code flow with PKCE (S256), with the state, nonce and code verifier kept in
+the signed session until the browser comes back. The id_token must be RS256-signed by a key of
+the provider's JWKS (whatever else the provider says it signs with), from this issuer, for
+this client (an ``azp`` must name it, and a token for several audiences must carry one),
+unexpired, with the nonce this browser was given and, when it has an ``at_hash``, the hash of
+the access token it came with. The discovery document and the keys are read again once they
+are older than the configured age, and the keys at once when a token names one not yet seen
+(the provider rotated its keys). Sign-out sends the id_token back to the provider's
+end-session endpoint, so the provider's session ends too.
+
+The actor recorded in history is ``oidc:<sub>``, the provider's stable subject; the
+preferred_username is only shown. Roles come from one claim, mapped to the console's roles by
+configuration.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
+import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
-import jwt
 import requests
+from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
+from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App
+from flask import request, session
+from joserfc.errors import ClaimError, JoseError
+from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from services.sending import validation
 from services.support.sessions import OIDC_PREFIX
 from services.support.staff import StaffUser
 
+log = logging.getLogger(__name__)
+
+# Authlib keeps a pending sign-in in the session under "_state_<name>_<state>".
+NAME = "console"
+PENDING_PREFIX = f"_state_{NAME}_"
+SCOPE = "openid profile email"
 TIMEOUT_SECONDS = 5.0
 LEEWAY_SECONDS = 60
+# Tried in this order when the provider's discovery document lists what it accepts.
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # An actor is stored in 100 characters (interaction_events.actor, staff_sessions.actor).
 MAX_ACTOR_CHARS = 100
 
@@ -38,94 +56,163 @@ class OidcError(Exception):
 
 
 @dataclass(frozen=True)
-class Endpoints:
-    """What the provider's discovery document says."""
+class SignedIn:
+    """Whom the provider vouched for, and the id_token it did so with (kept for sign-out)."""
 
-    issuer: str
-    authorization: str
-    token: str
-    jwks: str
-
-
-def _challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    user: StaffUser
+    # A bearer credential: never in a repr, so never in a log line or a traceback.
+    id_token: str = field(repr=False)
 
 
 class OidcClient:
-    """One confidential (or public, without a secret) client of the configured provider."""
+    """One confidential (or public, without a secret) client of the configured provider.
 
-    def __init__(self, settings: Settings) -> None:
+    Each Authlib client lives as long as the discovery document it read: past the maximum
+    age the next request builds a new one, which reads the document and the keys again.
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         if not settings.console_oidc_issuer or not settings.console_oidc_client_id:
             raise ValueError("OIDC needs an issuer and a client id")
         self._issuer = settings.console_oidc_issuer.rstrip("/")
         self._client_id = settings.console_oidc_client_id
         secret = settings.console_oidc_client_secret
         self._secret = secret.get_secret_value() if secret else None
+        self._auth_method = settings.console_oidc_token_auth_method
+        self._max_age = float(settings.console_oidc_metadata_max_age_seconds)
         self._roles_claim = settings.console_oidc_roles_claim
         self._role_map = dict(settings.console_oidc_role_map)
+        self._clock = clock
         self._lock = threading.Lock()
-        self._endpoints: Endpoints | None = None
-        self._keys: jwt.PyJWKClient | None = None
+        self._provider: Any = None
+        self._read_at = 0.0
 
-    def endpoints(self) -> Endpoints:
-        """The provider's endpoints, read once from its discovery document."""
+    def start(self, redirect_uri: str) -> Response:
+        """The redirect to the provider; the sign-in's secrets wait in the session."""
+        provider = self._current()
+        # One sign-in pending per browser: abandoned ones would only grow the cookie.
+        for key in [key for key in session if key.startswith(PENDING_PREFIX)]:
+            session.pop(key)
+        redirect: Response = provider.authorize_redirect(redirect_uri)
+        return redirect
+
+    def finish(self) -> SignedIn:
+        """The user the provider vouches for, from its answer on this request's redirect URI."""
+        provider = self._current()
+        try:
+            token = provider.authorize_access_token(
+                claims_options=self._claims_options(provider), leeway=LEEWAY_SECONDS
+            )
+        except MismatchingStateError as exc:
+            raise OidcError(
+                "the sign-in did not start here, or took too long: start again"
+            ) from exc
+        except OAuthError as exc:
+            if request.args.get("error"):
+                raise OidcError("the sign-in provider did not sign you in") from exc
+            raise OidcError("the sign-in provider did not issue a token") from exc
+        except ClaimError as exc:
+            if exc.claim == "nonce":
+                raise OidcError("the sign-in provider's answer was not for this sign-in") from exc
+            raise OidcError("the sign-in provider's token could not be verified") from exc
+        except JoseError as exc:
+            raise OidcError("the sign-in provider's token could not be verified") from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise OidcError("the sign-in provider could not be reached") from exc
+        claims = token.get("userinfo")
+        if not isinstance(claims, dict):
+            raise OidcError("the sign-in provider did not issue a token")
+        return SignedIn(self._staff_user(claims), str(token["id_token"]))
+
+    def end_session_url(self, id_token: str, post_logout_redirect_uri: str) -> str | None:
+        """Where to send the browser so the provider's session ends too; None if it cannot."""
+        try:
+            provider = self._current()
+            if not provider.load_server_metadata().get("end_session_endpoint"):
+                return None
+            logout = provider.create_logout_url(
+                post_logout_redirect_uri=post_logout_redirect_uri,
+                id_token_hint=id_token,
+                client_id=self._client_id,
+            )
+        except OidcError as exc:
+            log.warning("console sign-out ended the console's session only: %s", exc)
+            return None
+        return str(logout["url"])
+
+    def end_session_origin(self) -> str | None:
+        """The origin of the provider's end-session endpoint, if its document was read already.
+
+        Never reads the document itself: it is asked for on every page's security policy.
+        """
         with self._lock:
-            if self._endpoints is None:
-                url = f"{self._issuer}/.well-known/openid-configuration"
-                try:
-                    response = requests.get(url, timeout=TIMEOUT_SECONDS)
-                    response.raise_for_status()
-                    document = response.json()
-                    found = Endpoints(
-                        issuer=str(document["issuer"]).rstrip("/"),
-                        authorization=str(document["authorization_endpoint"]),
-                        token=str(document["token_endpoint"]),
-                        jwks=str(document["jwks_uri"]),
-                    )
-                except (requests.RequestException, ValueError, KeyError) as exc:
-                    raise OidcError("the sign-in provider could not be reached") from exc
-                if found.issuer != self._issuer:
-                    raise OidcError("the sign-in provider names another issuer")
-                self._endpoints = found
-                self._keys = jwt.PyJWKClient(found.jwks, timeout=int(TIMEOUT_SECONDS))
-            return self._endpoints
+            provider = self._provider
+        if provider is None:
+            return None
+        endpoint = urlsplit(str(provider.server_metadata.get("end_session_endpoint") or ""))
+        return f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.netloc else None
 
-    def start(self, redirect_uri: str) -> tuple[str, dict[str, str]]:
-        """The provider's authorization URL, and what to keep in the session until the return."""
-        pending = {
-            "state": secrets.token_urlsafe(24),
-            "nonce": secrets.token_urlsafe(24),
-            "verifier": secrets.token_urlsafe(48),
-        }
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self._client_id,
-                "redirect_uri": redirect_uri,
-                "scope": "openid profile email",
-                "state": pending["state"],
-                "nonce": pending["nonce"],
-                "code_challenge": _challenge(pending["verifier"]),
+    def _current(self) -> Any:
+        """Authlib's client, holding a discovery document no older than the maximum age."""
+        with self._lock:
+            now = self._clock()
+            if self._provider is None or now - self._read_at >= self._max_age:
+                self._provider = self._discovered()
+                self._read_at = now
+            return self._provider
+
+    def _discovered(self) -> Any:
+        provider = FlaskOAuth2App(
+            FlaskIntegration(NAME),
+            NAME,
+            client_id=self._client_id,
+            client_secret=self._secret,
+            server_metadata_url=f"{self._issuer}/.well-known/openid-configuration",
+            client_kwargs={
+                "scope": SCOPE,
                 "code_challenge_method": "S256",
-            }
+                "default_timeout": TIMEOUT_SECONDS,
+            },
         )
-        return f"{self.endpoints().authorization}?{query}", pending
+        try:
+            metadata = provider.load_server_metadata()
+        except (requests.RequestException, ValueError) as exc:
+            raise OidcError("the sign-in provider could not be reached") from exc
+        if str(metadata.get("issuer", "")).rstrip("/") != self._issuer:
+            raise OidcError("the sign-in provider names another issuer")
+        # Authlib passes the document to each request's session as settings: what the console
+        # insists on goes last, whatever the document says. Keys come from jwks_uri only.
+        metadata.pop("jwks", None)
+        metadata.update(
+            scope=SCOPE,
+            code_challenge_method="S256",
+            id_token_signing_alg_values_supported=["RS256"],
+            token_endpoint_auth_method=self._token_auth_method(metadata),
+        )
+        return provider
 
-    def finish(
-        self, pending: Mapping[str, str], redirect_uri: str, answer: Mapping[str, str]
-    ) -> StaffUser:
-        """The user the provider vouches for, from its answer on the redirect URI."""
-        if answer.get("error"):
-            raise OidcError("the sign-in provider did not sign you in")
-        state = answer.get("state", "")
-        if not pending or not hmac.compare_digest(state.encode(), pending["state"].encode()):
-            raise OidcError("the sign-in did not start here, or took too long: start again")
-        claims = self._verified(self._exchange(answer.get("code", ""), pending, redirect_uri))
-        if not hmac.compare_digest(
-            str(claims.get("nonce", "")).encode(), pending["nonce"].encode()
-        ):
-            raise OidcError("the sign-in provider's answer was not for this sign-in")
+    def _token_auth_method(self, metadata: dict[str, Any]) -> str:
+        """How to prove this client at the token endpoint: as configured, or as offered."""
+        if not self._secret:
+            return "none"
+        if self._auth_method:
+            return self._auth_method
+        # OIDC Discovery: a provider that lists nothing accepts client_secret_basic.
+        offered = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        for method in TOKEN_AUTH_METHODS:
+            if method in offered:
+                return method
+        raise OidcError("the sign-in provider accepts no client secret this console can send")
+
+    def _claims_options(self, provider: Any) -> dict[str, Any]:
+        # A new dict each time: Authlib takes hooks out of the options it is given.
+        return {
+            "iss": {"essential": True, "values": [provider.server_metadata["issuer"]]},
+            "aud": {"essential": True, "values": [self._client_id]},
+        }
+
+    def _staff_user(self, claims: dict[str, Any]) -> StaffUser:
+        """The console's user for verified claims: the subject as actor, the mapped roles."""
         # The subject is the provider's stable id for the person; a user name can be reused.
         actor = f"{OIDC_PREFIX}{claims['sub']}"
         if len(actor) > MAX_ACTOR_CHARS or not validation.is_printable(actor):
@@ -138,53 +225,3 @@ class OidcClient:
             granted = [granted]
         roles = sorted({self._role_map[r] for r in granted if r in self._role_map})
         return StaffUser(actor, tuple(roles), shown or None)
-
-    def _exchange(self, code: str, pending: Mapping[str, str], redirect_uri: str) -> str:
-        data = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": self._client_id,
-            "code_verifier": pending["verifier"],
-        }
-        auth = (self._client_id, self._secret) if self._secret else None
-        try:
-            response = requests.post(
-                self.endpoints().token, data=data, auth=auth, timeout=TIMEOUT_SECONDS
-            )
-            body: Any = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise OidcError("the sign-in provider could not be reached") from exc
-        if response.status_code != 200 or not isinstance(body, dict) or "id_token" not in body:
-            raise OidcError("the sign-in provider did not issue a token")
-        return str(body["id_token"])
-
-    def _verified(self, id_token: str) -> dict[str, Any]:
-        endpoints = self.endpoints()
-        assert self._keys is not None
-        try:
-            key = self._keys.get_signing_key_from_jwt(id_token)
-            claims: dict[str, Any] = jwt.decode(
-                id_token,
-                key.key,
-                algorithms=["RS256"],
-                audience=self._client_id,
-                issuer=endpoints.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-                # Allows for clocks a minute apart; no more, so an expired token stays refused.
-                leeway=LEEWAY_SECONDS,
-            )
-        except jwt.PyJWTError as exc:
-            raise OidcError("the sign-in provider's token could not be verified") from exc
-        if not self._authorized_here(claims):
-            raise OidcError("the sign-in provider's token could not be verified")
-        return claims
-
-    def _authorized_here(self, claims: dict[str, Any]) -> bool:
-        """Whether the token was issued to this client: ``azp``, when present, names it."""
-        # A token for several audiences may have been issued to one of the others (OIDC Core
-        # 3.1.3.7): then only an azp naming this client makes it ours.
-        several = isinstance(claims["aud"], list) and len(claims["aud"]) > 1
-        if "azp" not in claims:
-            return not several
-        return hmac.compare_digest(str(claims["azp"]).encode(), self._client_id.encode())

@@ -109,7 +109,10 @@ def new_notification(request: SendRequest, base_url: str) -> dict[str, Any]:
             "uri": f"{base_url}/v2/template/{request.template_id}",
         },
         "body": _rendered(request),
-        "subject": "Message from the stub" if request.kind == "email" else None,
+        # A template whose subject line is a ((subject)) placeholder, as Notify's often are.
+        "subject": str(request.personalisation.get("subject", "Message from the stub"))
+        if request.kind == "email"
+        else None,
         "personalisation": request.personalisation,
         **request.sender,
         "created_at": created_at,

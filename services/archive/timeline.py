@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -37,6 +38,30 @@ def archived_interactions(
     Each file's Bloom filter rules most files out without reading them; a file that is
     read is checked against its manifest as it is read (``checked_lines.Corrupt`` otherwise).
     """
+    documents = list(_archived_documents(sessions, lambda: store, customer_id))
+    if not documents:
+        return []
+    with sessions() as session:
+        statement = sa.select(CustomerInteraction).from_statement(_AS_ROWS)
+        loaded = session.scalars(statement, {"documents": json.dumps(documents)})
+        return [InteractionRecord.of(row) for row in loaded]
+
+
+def in_archive(
+    sessions: SessionFactory, open_archive: Callable[[], ArchiveStore], customer_id: str
+) -> bool:
+    """Whether the archive holds any interaction of ``customer_id``; stops at the first.
+
+    Reads only the files whose Bloom filter may hold the customer, as the timeline does, and
+    opens the store only when one may: a customer no filter matches costs one query.
+    """
+    return next(_archived_documents(sessions, open_archive, customer_id), None) is not None
+
+
+def _archived_documents(
+    sessions: SessionFactory, open_archive: Callable[[], ArchiveStore], customer_id: str
+) -> Iterator[dict[str, Any]]:
+    """The customer's archived interactions as stored, oldest month first, read lazily."""
     with sessions() as session:
         rows = list(
             session.scalars(
@@ -47,21 +72,16 @@ def archived_interactions(
             )
         )
     needle = f'"customer_id":{json.dumps(customer_id)}'.encode()
-    documents = []
+    store: ArchiveStore | None = None
     for row in rows:
         if not CustomerFilter.from_bytes(row.customer_filter).might_contain(customer_id):
             continue
+        store = store or open_archive()
         for text in lines(store, manifest_rows.manifest_from_row(row)):
             if needle in text:
-                document = json.loads(text)["interaction"]
+                document: dict[str, Any] = json.loads(text)["interaction"]
                 if document["customer_id"] == customer_id:
-                    documents.append(document)
-    if not documents:
-        return []
-    with sessions() as session:
-        statement = sa.select(CustomerInteraction).from_statement(_AS_ROWS)
-        loaded = session.scalars(statement, {"documents": json.dumps(documents)})
-        return [InteractionRecord.of(row) for row in loaded]
+                    yield document
 
 
 def history_with_archive(

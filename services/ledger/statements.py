@@ -78,10 +78,11 @@ WITH sent AS (
     UPDATE interactions SET status = CAST(:status AS interaction_status),
         provider = :provider, notify_reference = :notify_reference, claim_expires_at = NULL,
         failure_reason = NULL, body_content = COALESCE(:body_content, body_content),
+        subject = COALESCE(:subject, subject),
         provider_reference = COALESCE(provider_reference, :provider_reference),
         sent_at = :now, updated_at = :now
     WHERE id = :interaction_id AND status = CAST(:from_status AS interaction_status)
-    RETURNING {", ".join(RECORD_COLUMNS)}, body_content
+    RETURNING {", ".join(RECORD_COLUMNS)}, body_content, subject
 ), changed AS (
     INSERT INTO interaction_events (interaction_id, kind, from_status, to_status, outcome,
         source, attempt, provider, occurred_at, recorded_at)
@@ -177,9 +178,12 @@ sent = Prepared(
         "status": _INTERACTIONS.status.type,
         "from_status": _INTERACTIONS.status.type,
         "body_content": _INTERACTIONS.body_content.type,
+        "subject": _INTERACTIONS.subject.type,
         "kind": _EVENTS.kind.type,
         "now": _INTERACTIONS.created_at.type,
     },
-    # The body as stored, opened only when the receipt brought none (an earlier attempt's).
-    {name: _INTERACTIONS[name].type for name in RECORD_COLUMNS} | {"body_content": sa.Text()},
+    # The body and subject as stored, opened only when the receipt brought none (an earlier
+    # attempt's).
+    {name: _INTERACTIONS[name].type for name in RECORD_COLUMNS}
+    | {"body_content": sa.Text(), "subject": sa.Text()},
 )

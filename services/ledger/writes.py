@@ -19,7 +19,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from providers.base import SendReceipt
-from services.ledger import statements
+from services.ledger import acceptance_statement, statements
 from services.ledger.transitions import (
     EDGES,
     Move,
@@ -436,6 +436,8 @@ def record_sent(
     if receipt.body is not None:
         # Bound through the column's type so the body is sealed like any other write.
         accepted["body_content"] = receipt.body
+    if receipt.subject is not None:
+        accepted["subject"] = receipt.subject
     requested = InteractionStatus.SENT
     # The usual case in one statement: the report applies, so no lock and no second read.
     updated = session.scalars(
@@ -506,6 +508,7 @@ def record_sent_first(
             "provider": receipt.provider,
             "notify_reference": str(interaction_uuid),
             "body_content": receipt.body,
+            "subject": receipt.subject,
             "provider_reference": receipt.provider_reference,
             "now": now,
             "kind": EventKind.STATUS_CHANGED,
@@ -614,12 +617,59 @@ def accept(
     No lease and no attempt yet: the dispatch's claim finds a released row and takes it over
     as attempt 1, so the caller can be answered with the uuid before anything is sent.
     """
-    values = attempt.values(now, session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return _accept_in_one(
+            session, interaction_uuid, customer_id, idempotency_key, channel, attempt, now, entry
+        )
+    values = attempt.values(now, dialect)
     values.update(status=target(Move.ACCEPT), claim_expires_at=None)
     key = (interaction_uuid, customer_id, idempotency_key, channel)
     inserted = _insert_new(session, key, 0, values, now)
     if inserted is not None:
         _moved(session, inserted, Move.ACCEPT, entry, None, now)
+    return inserted
+
+
+def _accept_in_one(
+    session: Session,
+    interaction_uuid: uuid.UUID,
+    customer_id: str,
+    idempotency_key: str,
+    channel: ChannelType,
+    attempt: Attempt,
+    now: datetime,
+    entry: Entry,
+) -> int | None:
+    """``accept`` on PostgreSQL: the row and its event in one round trip, the same values."""
+    edge = EDGES[Move.ACCEPT]
+    meta: dict[str, Any] = {"payload": attempt.payload}
+    if attempt.reply_to_id is not None:
+        meta["reply_to_id"] = attempt.reply_to_id
+    inserted: int | None = (
+        session.connection()
+        .execute(
+            acceptance_statement.accepted,
+            {
+                "interaction_uuid": interaction_uuid,
+                "customer_id": customer_id,
+                "idempotency_key": idempotency_key,
+                "channel": channel,
+                "status": edge.target,
+                "recipient": attempt.recipient,
+                "recipient_hash": attempt.recipient_hash,
+                "template_key": attempt.template_key,
+                "batch_id": attempt.batch_id,
+                "meta_data": meta,
+                "now": now,
+                "kind": edge.kind,
+                "outcome": edge.outcome.value if edge.outcome is not None else None,
+                "source": entry.source,
+                "actor": entry.actor,
+            },
+        )
+        .scalar_one_or_none()
+    )
     return inserted
 
 

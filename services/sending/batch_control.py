@@ -1,6 +1,7 @@
 """Steering a batch: pause, resume, cancel, a start time; and what a dispatch asks first.
 
-The batch's row is the truth; each change is recorded with who made it and why. Every dispatch
+The batch's row is the truth; each change is recorded with who made it and why, and so is each
+run of its producer (who started it, who ran it again to resume it). Every dispatch
 of a batch asks the gate before it claims anything: a paused or not-yet-due batch's messages
 are parked (and go out again on resume, or when the time comes), a cancelled batch's are
 dropped. The gate reads a copy of the state kept in Redis, one round trip per message, and
@@ -21,9 +22,16 @@ from models.batch import Batch, BatchAction, BatchState
 from models.queued import QueuedMessage
 from models.session import SessionFactory
 from services.errors import InvalidInput
+from services.sending import validation
 
 PREFIX = "interactions:batch"
 MIRROR_SECONDS = 7 * 24 * 3600
+# The actions a run of the producer records: the first run, and each one after it.
+START = "start"
+RUN_AGAIN = "run_again"
+# Who ran a producer whose caller did not say (a library call).
+STARTER_NOT_GIVEN = "(not given)"
+MAX_ACTOR_CHARS = 100
 
 
 class Verdict(enum.StrEnum):
@@ -144,6 +152,22 @@ def change_state(
     return Change(batch_id, before, after, changed)
 
 
+def starter(name: str | None) -> str:
+    """Who ran the producer, as recorded: the name given, trimmed, or that none was."""
+    if name is None:
+        return STARTER_NOT_GIVEN
+    name = name.strip()
+    if not name or len(name) > MAX_ACTOR_CHARS or not validation.is_printable(name):
+        raise InvalidInput("started_by", f"must be 1-{MAX_ACTOR_CHARS} printable characters")
+    return name
+
+
+def run_recorded(batch_id: str, runs: int, started_by: str) -> BatchAction:
+    """The history row of a producer's run: ``start`` for the first, ``run_again`` after."""
+    action = START if runs <= 1 else RUN_AGAIN
+    return BatchAction(batch_id=batch_id, action=action, actor=started_by, at=utcnow())
+
+
 def forget_dropped(sessions: SessionFactory, idempotency_key: str) -> None:
     """A cancelled batch's message was dropped: nothing should publish it again."""
     with sessions() as session, session.begin():
@@ -153,7 +177,7 @@ def forget_dropped(sessions: SessionFactory, idempotency_key: str) -> None:
 
 
 def actions(sessions: SessionFactory, batch_id: str) -> list[BatchAction]:
-    """A batch's history of operators' actions, oldest first."""
+    """A batch's history of operators' actions and producer runs, oldest first."""
     with sessions() as session:
         return list(
             session.scalars(

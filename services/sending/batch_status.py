@@ -7,11 +7,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models.batch import Batch
+from models.batch import Batch, BatchAction
 from models.enums import InteractionStatus
 from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from services.errors import InvalidInput
+from services.sending.batch_control import START
 from services.sending.suppression import FAILURE_PREFIX
 
 FINISHED = (
@@ -40,6 +41,8 @@ class BatchStatus:
     outcome_unknown: int
     # FAILED without a provider call, as the address was suppressed: counted apart.
     suppressed: int = 0
+    # Who first ran its producer; None for a batch run before runs were recorded.
+    started_by: str | None = None
 
     @property
     def finished(self) -> int:
@@ -83,6 +86,12 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
                 table.batch_id == batch_id, table.outcome_unknown_at.is_not(None)
             )
         )
+        started_by = session.scalar(
+            sa.select(BatchAction.actor)
+            .where(BatchAction.batch_id == batch_id, BatchAction.action == START)
+            .order_by(BatchAction.id)
+            .limit(1)
+        )
     by_status = {status: int(n) for status, n in counts}
     return BatchStatus(
         batch_id=batch.id,
@@ -98,4 +107,5 @@ def batch_status(sessions: SessionFactory, batch_id: str, now: datetime) -> Batc
         released=int(pending[2]),
         outcome_unknown=int(unknown or 0),
         suppressed=int(suppressed or 0),
+        started_by=started_by,
     )

@@ -7,8 +7,11 @@ OPENED are enqueued again, and the claim protocol absorbs any that are still in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
@@ -23,11 +26,12 @@ from models.interaction import CustomerInteraction
 from models.session import SessionFactory
 from providers.base import TemplateProblem
 from services.errors import InvalidInput
-from services.sending import queued, validation
+from services.sending import batch_control, queued, validation
 from services.sending.batch_control import BatchGate, Steering
 
 MAX_REJECTIONS_KEPT = 1000
-_SURROGATE_MIN, _SURROGATE_MAX = "\udc80", "\udcff"
+# What surrogateescape makes of bytes that are not UTF-8.
+_SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def _decoded_lines(stream: IO[bytes]) -> Iterator[str]:
 
 
 def _has_bad_bytes(values: Iterable[str]) -> bool:
-    return any(_SURROGATE_MIN <= ch <= _SURROGATE_MAX for value in values for ch in value)
+    return any(not value.isascii() and _SURROGATES.search(value) for value in values)
 
 
 def read_csv(
@@ -128,6 +132,8 @@ def read_csv(
         header = next(reader)
     except StopIteration:
         return
+    except csv.Error as exc:  # a stray carriage return, say; the message quotes no data
+        raise InvalidInput("csv", f"the header is not valid CSV ({exc})") from None
     header = [h.strip().lstrip("\ufeff") for h in header]
     if "customer_id" not in header:
         raise InvalidInput("csv", "the header must name a customer_id column")
@@ -191,12 +197,14 @@ class BatchProducer:
         on_progress: Callable[[int], None] | None = None,
         not_before: datetime | None = None,
         reply_to_id: str | None = None,
+        started_by: str | None = None,
     ) -> BatchReport:
         """Enqueue every recipient of ``rows`` not already sent; safe to run again.
 
         ``not_before`` schedules the batch: its messages wait, parked, until then. A batch an
         operator cancelled takes nothing more, even from a run that started before.
         ``reply_to_id`` is kept on the batch: a later run without one goes out with it too.
+        ``started_by`` (who runs it) goes into the batch's history, for this run and each one.
         """
         if not batch_id or len(batch_id) > 100 or not validation.is_printable(batch_id):
             raise InvalidInput("batch_id", "must be 1-100 printable characters")
@@ -205,24 +213,58 @@ class BatchProducer:
         if not_before is not None and not_before.tzinfo is None:
             raise InvalidInput("not_before", "must say its time zone (e.g. 09:00-08:00 or Z)")
         sender = validation.sender_id(reply_to_id)
+        starter = batch_control.starter(started_by)
         chunk_size = self._settings.batch_chunk_size
         iterator = iter(rows)
         first = list(itertools.islice(iterator, chunk_size))
         self._check_template(parsed_channel, template, first)
-        sender = self._start(batch_id, parsed_channel, template, source, not_before, sender)
+        sender = self._start(
+            batch_id, parsed_channel, template, source, not_before, sender, starter
+        )
         report = BatchReport(batch_id)
         chunks = itertools.chain(
             [first], iter(lambda: list(itertools.islice(iterator, chunk_size)), [])
         )
-        for chunk in chunks:
-            if not chunk:
-                break
-            self._refuse_if_cancelled(batch_id)
-            self._run_chunk(report, batch_id, parsed_channel, template, chunk, sender)
-            self._save_progress(batch_id, report)
-            if on_progress:
-                on_progress(len(chunk))
+        # One chunk is delivered (already-sent query, record, publish) by a thread while the
+        # next one is read and checked here: the database and broker round trips overlap the
+        # parsing, and at most two chunks are held at once. Each chunk is still recorded
+        # before it is published, and the cancellation check still comes before each chunk.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-delivery") as deliverer:
+            in_flight: Future[tuple[int, int, int]] | None = None
+            try:
+                for chunk in chunks:
+                    if not chunk:
+                        break
+                    pending = self._check_chunk(
+                        report, batch_id, parsed_channel, template, chunk, sender
+                    )
+                    if in_flight is not None:
+                        self._settle(report, in_flight.result(), on_progress)
+                    in_flight = deliverer.submit(
+                        self._deliver, batch_id, pending, len(chunk), dataclasses.replace(report)
+                    )
+                if in_flight is not None:
+                    self._settle(report, in_flight.result(), on_progress)
+                    in_flight = None
+            finally:
+                if in_flight is not None:
+                    # Stopped for another reason (a row limit, a bad stream): the chunk under
+                    # way still finishes, so what was read is enqueued; its own failure, if
+                    # any, is the lesser news.
+                    in_flight.exception()
         return report
+
+    @staticmethod
+    def _settle(
+        report: BatchReport,
+        delivered: tuple[int, int, int],
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        already_sent, enqueued, rows = delivered
+        report.already_sent += already_sent
+        report.enqueued += enqueued
+        if on_progress:
+            on_progress(rows)
 
     def _check_template(
         self, channel: ChannelType, template: str, first: list[RecipientRow | Rejection]
@@ -253,8 +295,9 @@ class BatchProducer:
         source: str | None,
         not_before: datetime | None,
         reply_to_id: str | None = None,
+        starter: str = batch_control.STARTER_NOT_GIVEN,
     ) -> str | None:
-        """Record the run on the batch; the reply-to id its messages go out with."""
+        """Record the run on the batch, and who ran it; the reply-to id its messages go out with."""
         with self._sessions() as session, session.begin():
             batch = session.get(Batch, batch_id, with_for_update=True)
             if batch is not None and batch.state is BatchState.CANCELLED:
@@ -280,12 +323,14 @@ class BatchProducer:
             batch.runs = (batch.runs or 0) + 1
             batch.total_rows = batch.enqueued = batch.already_sent = batch.rejected = 0
             batch.updated_at = utcnow()
+            session.flush()  # a new batch's row first: the run's history row refers to it
+            session.add(batch_control.run_recorded(batch_id, batch.runs, starter))
             steering = Steering(batch.state, batch.not_before)
         if self._gate is not None:
             self._gate.mirror(batch_id, steering)
         return sender
 
-    def _run_chunk(
+    def _check_chunk(
         self,
         report: BatchReport,
         batch_id: str,
@@ -293,7 +338,8 @@ class BatchProducer:
         template: str,
         chunk: list[RecipientRow | Rejection],
         reply_to_id: str | None = None,
-    ) -> None:
+    ) -> list[DispatchMessage]:
+        """The chunk's messages, checked and without repeated keys; rejections counted."""
         messages: dict[str, DispatchMessage] = {}
         for item in chunk:
             report.rows += 1
@@ -307,15 +353,28 @@ class BatchProducer:
                 report.duplicates += 1
                 continue
             messages[checked.idempotency_key] = checked
-        done = self._already_sent(list(messages))
-        report.already_sent += len(done)
-        pending = [m for key, m in messages.items() if key not in done]
+        return list(messages.values())
+
+    def _deliver(
+        self, batch_id: str, messages: list[DispatchMessage], rows: int, before: BatchReport
+    ) -> tuple[int, int, int]:
+        """Enqueue what is not already sent; (already sent, enqueued, rows) of the chunk.
+
+        ``before`` holds the totals through this chunk's checks and the previous chunks'
+        deliveries, from which the batch's progress is saved.
+        """
+        self._refuse_if_cancelled(batch_id)
+        done = self._already_sent([m.idempotency_key for m in messages])
+        pending = [m for m in messages if m.idempotency_key not in done]
         if pending:
             # Recorded first: a message the broker loses is then found and published again.
             with self._sessions() as session, session.begin():
                 queued.record(session, pending, utcnow(), self._broker_epoch())
             self._publisher.publish(pending)
-        report.enqueued += len(pending)
+        before.already_sent += len(done)
+        before.enqueued += len(pending)
+        self._save_progress(batch_id, before)
+        return len(done), len(pending), rows
 
     def _checked(
         self,

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 CustomerId = str | int
 # Recorded as a note's author when the caller names no one.
 AUTHOR_NOT_GIVEN = "(author not given)"
+# The longest refused address kept: the longest an email address can be.
+MAX_TRIED_CHARS = 320
 
 _CLAIM_OUTCOMES = {
     ClaimState.ALREADY_SENT: DispatchOutcome.ALREADY_SENT,
@@ -192,7 +194,11 @@ class CommunicationService:
     def _resolve_recipient(
         self, session: Any, request: DispatchRequest, given: str | None
     ) -> tuple[str | None, str | None]:
-        """The normalised address, or why there is none (recorded as the failure reason)."""
+        """The normalised address, or the address tried and why it cannot be used.
+
+        A refused address is kept (sealed, like any recipient) so staff can read back to the
+        caller exactly what was tried; the reason names the fault, never the address.
+        """
         address = given
         if address is None:
             contact = session.get(Contact, request.customer_id)
@@ -209,7 +215,7 @@ class CommunicationService:
                 request.channel, address, self._settings.default_phone_region
             )
         except InvalidRecipient as exc:
-            return None, exc.message
+            return address[:MAX_TRIED_CHARS], exc.message
         return normalised, None
 
     def _sent(self, claim: Claim, receipt: SendReceipt, address: str) -> DispatchResult:
@@ -391,12 +397,24 @@ class CommunicationService:
 
 
 def _sent_record(columns: dict[str, Any], address: str, receipt: SendReceipt) -> InteractionRecord:
-    """The record of a SENT row from the columns its update returned and what was sent."""
-    stored_body = columns.pop("body_content")
-    body = receipt.body
-    if body is None and stored_body is not None:
-        body = keyring().open(stored_body, "interactions.body_content")
-    return InteractionRecord(**columns, recipient=address, body_content=body)
+    """The record of a SENT row from the columns its update returned and what was sent.
+
+    The sealed values are the ones just sent; a body or subject the receipt did not bring is
+    an earlier attempt's, opened from what is stored.
+    """
+    stored_body, stored_subject = columns.pop("body_content"), columns.pop("subject")
+    return InteractionRecord(
+        **columns,
+        recipient=address,
+        body_content=_given_or_stored(receipt.body, stored_body, "interactions.body_content"),
+        subject=_given_or_stored(receipt.subject, stored_subject, "interactions.subject"),
+    )
+
+
+def _given_or_stored(given: str | None, stored: str | None, purpose: str) -> str | None:
+    if given is not None or stored is None:
+        return given
+    return keyring().open(stored, purpose)
 
 
 def status_event(

@@ -14,12 +14,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from models.crypto import SealedText
 from models.interaction import CustomerInteraction
 from models.queued import QueuedMessage
 from models.session import SessionFactory
@@ -50,9 +51,37 @@ class Unclaimed:
         return self.kwargs
 
 
+# One statement for a whole chunk: the rows travel as three arrays, so PostgreSQL parses one
+# short statement and the driver sends one round trip, where an executemany sent one per row.
+_RECORD_UNNEST = sa.text(
+    "INSERT INTO queued_messages (idempotency_key, batch_id, published_at, broker_epoch, message)"
+    " SELECT key, batch, :now, :epoch, message"
+    " FROM unnest(CAST(:keys AS text[]), CAST(:batches AS text[]), CAST(:messages AS text[]))"
+    " AS given(key, batch, message)"
+    " ON CONFLICT (idempotency_key) DO UPDATE SET published_at = excluded.published_at,"
+    " broker_epoch = excluded.broker_epoch, message = excluded.message"
+)
+
+
 def record(session: Session, messages: Sequence[Message], now: datetime, epoch: str | None) -> None:
     """Write (or refresh) the messages about to be published, in one statement."""
     if not messages:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        # Sealed by the column's own type, as the ORM would have done it row by row.
+        column = cast(SealedText, QueuedMessage.__table__.c.message.type)
+        keys, batches, sealed = [], [], []
+        for message in messages:
+            kwargs = message.as_kwargs()
+            keys.append(kwargs["idempotency_key"])
+            batches.append(kwargs.get("batch_id"))
+            text = json.dumps(kwargs, separators=(",", ":"))
+            sealed.append(column.process_bind_param(text, dialect))
+        session.execute(
+            _RECORD_UNNEST,
+            {"now": now, "epoch": epoch, "keys": keys, "batches": batches, "messages": sealed},
+        )
         return
     rows = []
     for message in messages:
@@ -66,8 +95,7 @@ def record(session: Session, messages: Sequence[Message], now: datetime, epoch: 
                 "message": json.dumps(kwargs, separators=(",", ":")),
             }
         )
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(QueuedMessage)
+    insert = sqlite.insert(QueuedMessage)
     session.execute(
         insert.on_conflict_do_update(
             index_elements=["idempotency_key"],

@@ -2,7 +2,9 @@
 
 The cookie holds a random token and the database its SHA-256. A session is refused once
 ended (sign-out, or a new sign-in in the same browser), once idle longer than the idle
-timeout, and once past its absolute limit, whatever the cookie says.
+timeout, and once past its absolute limit, whatever the cookie says. A session a provider
+signed in keeps that provider's id_token, sealed, until it ends: sign-out hands it back so the
+provider's session can be ended too.
 """
 
 from __future__ import annotations
@@ -46,13 +48,26 @@ class StaffSessions:
         self._longest = timedelta(minutes=settings.console_session_minutes)
         self._clock = clock
 
-    def open(self, user: StaffUser) -> str:
-        """A new session for ``user``; returns the token for the cookie."""
+    def open(self, user: StaffUser, id_token: str | None = None) -> str:
+        """A new session for ``user``, keeping the provider's ``id_token``; returns the token."""
         token = secrets.token_urlsafe(32)
         now = self._clock()
         with self._sessions() as session, session.begin():
             session.execute(
                 sa.delete(StaffSession).where(StaffSession.expires_at < now - KEPT_AFTER_EXPIRY)
+            )
+            # An id_token is kept only while its session could still be signed out of.
+            session.execute(
+                sa.update(StaffSession)
+                .where(
+                    StaffSession.id_token.is_not(None),
+                    sa.or_(
+                        StaffSession.ended_at.is_not(None),
+                        StaffSession.expires_at <= now,
+                        StaffSession.last_seen_at <= now - self._idle,
+                    ),
+                )
+                .values(id_token=None)
             )
             session.add(
                 StaffSession(
@@ -63,6 +78,7 @@ class StaffSessions:
                     created_at=now,
                     last_seen_at=now,
                     expires_at=now + self._longest,
+                    id_token=id_token,
                 )
             )
         return token
@@ -90,12 +106,18 @@ class StaffSessions:
         # A local user's roles are read from the settings now, so removing one takes effect.
         return self._directory.lookup(actor)
 
-    def end(self, token: str) -> None:
-        """End the session ``token`` names, if it is still live."""
+    def end(self, token: str) -> str | None:
+        """End the session ``token`` names, if it is still live; returns the id_token it kept."""
         now = self._clock()
         with self._sessions() as session, session.begin():
+            id_token = session.execute(
+                sa.select(StaffSession.id_token)
+                .where(StaffSession.id == session_id(token), StaffSession.ended_at.is_(None))
+                .with_for_update()
+            ).scalar_one_or_none()
             session.execute(
                 sa.update(StaffSession)
                 .where(StaffSession.id == session_id(token), StaffSession.ended_at.is_(None))
-                .values(ended_at=now)
+                .values(ended_at=now, id_token=None)
             )
+        return id_token

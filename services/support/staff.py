@@ -19,6 +19,8 @@ class Permission(enum.StrEnum):
     """What a console page or form needs."""
 
     READ = "read"
+    # Addresses in full, subjects and bodies: what was sent, to whom (recorded when shown).
+    READ_CONTENT = "read_content"
     ADD_NOTE = "add_note"
     RESEND = "resend"
 
@@ -26,8 +28,10 @@ class Permission(enum.StrEnum):
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "viewer": frozenset({Permission.READ}),
     # A note records a call as it happened; it sends nothing and changes nothing sent.
-    "agent": frozenset({Permission.READ, Permission.ADD_NOTE}),
-    "resender": frozenset({Permission.READ, Permission.ADD_NOTE, Permission.RESEND}),
+    "agent": frozenset({Permission.READ, Permission.READ_CONTENT, Permission.ADD_NOTE}),
+    "resender": frozenset(
+        {Permission.READ, Permission.READ_CONTENT, Permission.ADD_NOTE, Permission.RESEND}
+    ),
 }
 
 

@@ -7,6 +7,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from models.session import build_engine
 from providers.registry import ProviderRegistry
 from services.sending.batches import BatchProducer, BatchReport, DispatchMessage, RecipientRow
 from services.sending.reconciliation import Reconciler, ReconcileReport
+from tests.browser_fixtures import artifacts, browser  # noqa: F401 - fixtures
 from tests.conftest import PG_URL, TABLES
 
 pytestmark = pytest.mark.e2e
@@ -132,11 +134,10 @@ class Pipeline:
         return dict(self.stub.stats()["receipts"])
 
 
-@pytest.fixture
-def pipeline(
-    e2e_engine: sa.engine.Engine, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Pipeline]:
-    with e2e_engine.begin() as connection:
+@contextmanager
+def running_pipeline(engine: sa.engine.Engine, folder: Path, name: str) -> Iterator[Pipeline]:
+    """Empty tables and broker, the stub provider started; logs kept under ``name``."""
+    with engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     broker = redis.Redis.from_url(BROKER)
     broker.flushdb()
@@ -145,7 +146,7 @@ def pipeline(
         environment="test",
         database_url=E2E_DB,
         broker_url=BROKER,
-        var_dir=tmp_path / "var",
+        var_dir=folder / "var",
         email_provider="notify",
         sms_provider="notify",
         notify_base_url=stub.url,
@@ -160,9 +161,9 @@ def pipeline(
         released_claim_grace_seconds=30,
         database_pool_size=8,
     )
-    log_dir = tmp_path / "logs"
+    log_dir = folder / "logs"
     log_dir.mkdir()
-    pipe = Pipeline(settings, stub, e2e_engine, log_dir)
+    pipe = Pipeline(settings, stub, engine, log_dir)
     yield pipe
     for worker in pipe.workers:
         worker.stop()
@@ -170,7 +171,15 @@ def pipeline(
         server.stop()
     stub.stop()
     broker.flushdb()
-    artifacts = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / request.node.name
-    artifacts.mkdir(parents=True, exist_ok=True)
+    kept = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / name
+    kept.mkdir(parents=True, exist_ok=True)
     for log in log_dir.glob("*.log"):
-        (artifacts / log.name).write_text(log.read_text())
+        (kept / log.name).write_text(log.read_text())
+
+
+@pytest.fixture
+def pipeline(
+    e2e_engine: sa.engine.Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    with running_pipeline(e2e_engine, tmp_path, request.node.name) as pipe:
+        yield pipe

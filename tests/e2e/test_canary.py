@@ -15,16 +15,31 @@ from pydantic import SecretStr
 
 from devtools.processes import wait_until
 from models import CustomerInteraction, InteractionEvent
+from providers.registry import ProviderRegistry
 from services.callbacks.signatures import token_sha256
 from services.sending.batches import BatchProducer, RecipientRow
+from services.sending.communication import CommunicationService
 from tests.e2e.conftest import Pipeline
+from tests.fakes import FakeProvider
 from tests.webhook_fixtures import SECRET_A, signed_request
 
 pytestmark = pytest.mark.e2e
 CANARY_ADDRESS = "canary.7f3a@example.org"
 REJECTED_ADDRESS = "canary.rejectme@example.org"
 CANARY_TEXT = "CANARY-BODY-91x"
-CANARIES = (CANARY_ADDRESS, REJECTED_ADDRESS, CANARY_TEXT, "canary.7f3a", "rejectme")
+CANARY_SUBJECT = "CANARY-SUBJECT-52q"
+# Refused before sending (no dot in the domain): kept sealed, for the console to read back.
+REFUSED_ADDRESS = "canary.typo8c@exampleorg"
+CANARIES = (
+    CANARY_ADDRESS,
+    REJECTED_ADDRESS,
+    REFUSED_ADDRESS,
+    CANARY_TEXT,
+    CANARY_SUBJECT,
+    "canary.7f3a",
+    "rejectme",
+    "typo8c",
+)
 TOKEN = "canary-callback-token-1a2b3c"
 
 
@@ -56,7 +71,7 @@ def test_personal_data_never_leaves_the_sealed_columns(
         reject_recipients_containing="rejectme",
     )
     rows = [
-        RecipientRow(2, "C-1", CANARY_ADDRESS, {"name": CANARY_TEXT}),
+        RecipientRow(2, "C-1", CANARY_ADDRESS, {"name": CANARY_TEXT, "subject": CANARY_SUBJECT}),
         RecipientRow(3, "C-2", REJECTED_ADDRESS, {"name": CANARY_TEXT}),
         RecipientRow(4, "C-3", "plain@example.org", {"name": "Plain"}),
     ]
@@ -83,12 +98,18 @@ def test_personal_data_never_leaves_the_sealed_columns(
     assert failed.recipient == REJECTED_ADDRESS, "the service itself can still read it"
     assert failed.failure_reason and "400" in failed.failure_reason
     _absent("failure_reason", failed.failure_reason)
+    service = CommunicationService(
+        pipeline.sessions, ProviderRegistry.single(FakeProvider()), pipeline.settings
+    )
+    refused = service.dispatch("C-4", "email", "welcome", {}, "canary-typo", REFUSED_ADDRESS)
+    assert refused.status.value == "failed" and refused.interaction.recipient == REFUSED_ADDRESS
 
     # A late bounce whose reason quotes the address: kept in the history, without the address.
     with pipeline.sessions() as session:
         opened = session.scalars(
             sa.select(CustomerInteraction).where(CustomerInteraction.customer_id == "C-1")
         ).one()
+    assert opened.subject == CANARY_SUBJECT, "the rendered subject is kept, sealed"
     quoted = f"550 5.1.1 <{CANARY_ADDRESS}>: Recipient address rejected"
     body, headers = signed_request(SECRET_A, str(opened.interaction_uuid), "failed", reason=quoted)
     answer = requests.post(

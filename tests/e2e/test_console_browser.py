@@ -9,14 +9,13 @@ webhook app, and the page shows SENT, then DELIVERED.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from devtools.processes import ConsoleServer, wait_until
 from models import CustomerInteraction
@@ -28,31 +27,11 @@ from tests.console_fixtures import PASSWORD, SECRET, users_env
 from tests.e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "e2e-console-callback-token-8c7d6e"
 CUSTOMER = "C-4242"
 KEY = f"welcome-2026:{CUSTOMER}"
 BOUNCING = "old.bounce@example.org"
 CORRECTED = "ada.fixed@example.org"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (make test does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless=new", "--no-sandbox"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def artifacts(request: pytest.FixtureRequest) -> Path:
-    folder = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / request.node.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _status(pipeline: Pipeline) -> tuple[str, int] | None:

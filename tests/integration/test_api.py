@@ -253,6 +253,7 @@ def test_a_batch_upload_reports_rejected_lines_and_resumes(
     assert "nope" not in json.dumps(report)
     state = client.get("/v1/batches/b-1", headers=bearer(secret)).json
     assert state is not None and state["state"] == "sending" and state["rows"] == 7
+    assert state["started_by"] == "benefits-app"  # the calling client, not "api:..."
     paused = client.post("/v1/batches/b-1/pause", json={"reason": "check"}, headers=bearer(secret))
     assert paused.json["after"] == "paused"  # type: ignore[index]
     assert client.post("/v1/batches/nope/pause", json={}, headers=bearer(secret)).status_code == 404

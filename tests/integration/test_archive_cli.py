@@ -85,6 +85,7 @@ def test_an_operator_archives_checks_holds_and_restores(cli_env: dict[str, str])
     assert "0 files would purge, 0 kept by legal holds" in purge
     assert "rows): eligible on 2033-01-01" in purge
     assert "past the retention: 24 months hot + 7 years cold" in purge
+    assert "0 staff disclosures would purge" in purge
 
     restored = run(cli_env, "restore", "--month", "2023-12")
     assert restored.startswith("restored 2 files of 2023-12: 10 interactions, 20 events")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.archive import ArchiveManifest, ArchiveState
+from models.disclosure import StaffDisclosure
 from providers.registry import ProviderRegistry
 from services.archive.fileformat.months import parse_month
 from services.archive.jobs import legal_holds
@@ -103,3 +105,41 @@ def test_history_reads_archived_interactions_back_with_the_hot_ones(world: Archi
     assert record.created_at == cutoff - timedelta(days=30)
     assert [r.id for r in service.get_history("C-8", include_archived=True).items] == [other]
     assert service.get_history("C-9", include_archived=True).items == []
+
+
+@pytest.mark.parametrize("world", ["local"], indirect=True)
+def test_staff_disclosures_go_with_the_hot_retention_unless_a_hold_keeps_them(
+    world: ArchiveWorld,
+) -> None:
+    # 24 months hot: disclosures made before 2031-06-10 name only messages that have left.
+    made = {
+        "old": ("C-FREE", datetime(2031, 1, 5, tzinfo=UTC)),
+        "old-held-customer": ("C-HELD", datetime(2030, 4, 1, tzinfo=UTC)),
+        "old-held-month": ("C-FREE", datetime(2030, 9, 12, tzinfo=UTC)),
+        "recent": ("C-FREE", datetime(2031, 7, 1, tzinfo=UTC)),
+    }
+    with world.engine.begin() as connection:
+        for page, (customer, at) in made.items():
+            connection.execute(
+                sa.insert(StaffDisclosure).values(
+                    actor="a.gent",
+                    customer_id=customer,
+                    page=page,
+                    shown=[],
+                    interactions=[],
+                    at=at,
+                )
+            )
+    sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
+    legal_holds.place(sessions, customer_id="C-HELD", month=None, placed_by="j.doe", reason="case")
+    legal_holds.place(
+        sessions, customer_id=None, month=parse_month("2030-09"), placed_by="a.roe", reason="audit"
+    )
+
+    dry = purge_expired(world.engine, world.store, world.settings, dry_run=True, clock=lambda: NOW)
+    assert dry.disclosures == 1
+    done = purge_expired(world.engine, world.store, world.settings, clock=lambda: NOW)
+    assert done.disclosures == 1
+    with Session(world.engine) as session:
+        left = set(session.scalars(sa.select(StaffDisclosure.page)))
+    assert left == {"old-held-customer", "old-held-month", "recent"}

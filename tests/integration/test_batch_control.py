@@ -15,6 +15,7 @@ from models.base import utcnow
 from models.batch import BatchState
 from services.errors import InvalidInput
 from services.sending.batch_control import BatchGate, Verdict, actions, change_state
+from services.sending.batch_status import batch_status
 from services.sending.batches import BatchProducer, RecipientRow
 from tests.conftest import Database
 
@@ -67,6 +68,7 @@ def test_pause_resume_cancel_are_recorded_with_who_and_why(
         change_state(committed_pg.sessions, gate, "steered", "resume", "ops", None)
     history = [(a.action, a.actor, a.reason) for a in actions(committed_pg.sessions, "steered")]
     assert history == [
+        ("start", "(not given)", None),
         ("pause", "ops", "typo"),
         ("resume", "ops", "fixed"),
         ("cancel", "ops", "recalled"),
@@ -100,3 +102,21 @@ def test_a_scheduled_batch_holds_until_its_time_stored_in_utc(
     assert gate.verdict("xmas", now=pacific) is Verdict.GO
     assert gate.verdict("never-run") is Verdict.GO
     assert utcnow() < pacific or gate.verdict("xmas") is Verdict.GO
+
+
+def test_each_run_of_the_producer_is_recorded_with_who_ran_it(
+    committed_pg: Database, test_settings: Settings, client: redis.Redis
+) -> None:
+    gate = BatchGate(committed_pg.sessions, client)
+    _start(committed_pg, test_settings, gate, "runs", started_by=" ops.kim ")
+    change_state(committed_pg.sessions, gate, "runs", "pause", "ops.lee", "typo")
+    _start(committed_pg, test_settings, gate, "runs", started_by="api-client")
+    history = [(a.action, a.actor) for a in actions(committed_pg.sessions, "runs")]
+    assert history == [("start", "ops.kim"), ("pause", "ops.lee"), ("run_again", "api-client")]
+    status = batch_status(committed_pg.sessions, "runs", utcnow())
+    assert (status.started_by, status.runs) == ("ops.kim", 2)
+    for name in ("", "x" * 101, "ops\nkim"):
+        with pytest.raises(InvalidInput, match="started_by"):
+            _start(committed_pg, test_settings, gate, "runs", started_by=name)
+    assert len(actions(committed_pg.sessions, "runs")) == 3, "a refused run records nothing"
+    assert batch_status(committed_pg.sessions, "runs", utcnow()).runs == 2

@@ -92,6 +92,12 @@ def test_a_header_without_customer_id_is_refused() -> None:
         list(read_csv(csv_bytes("id,recipient", "C-1,a@example.org")))
 
 
+def test_a_header_that_is_not_csv_is_refused_not_a_crash() -> None:
+    # A carriage return inside the header line: the csv module's own error, as InvalidInput.
+    with pytest.raises(InvalidInput, match="header is not valid CSV"):
+        list(read_csv(io.BytesIO(b"\xc2\x88>\r\x04=\n")))
+
+
 def test_a_rerun_enqueues_only_what_is_not_sent(
     db: Database, test_settings: Settings, service: CommunicationService
 ) -> None:

@@ -41,8 +41,10 @@ def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 def test_migrate_dispatch_note_and_timeline(cli_env: dict[str, str]) -> None:
-    assert "newest revision" in run(cli_env, "migrate").stdout
+    migrated = run(cli_env, "migrate").stdout
+    assert "newest revision" in migrated and "contacts.email_hash: 0 indexed" in migrated
     run(cli_env, "contact", "C-42", "--email", "ada@example.org")
+    assert "contacts.email_hash: 0 indexed" in run(cli_env, "keys", "reindex").stdout
     first = run(
         cli_env,
         "dispatch",

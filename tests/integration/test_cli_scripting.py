@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -79,6 +80,13 @@ def test_send_batch_from_stdin_exits_1_with_rejected_rows_and_batch_status_print
     status = cli(env, "batch-status", "b1", "--json")
     assert status.returncode == 0, status.stderr
     assert document(status)["batch_id"] == "b1" and document(status)["rejected"] == 1
+    assert document(status)["started_by"] == getpass.getuser()  # who ran it, by default
+    again = cli(env, "send-batch", "--batch-id", "b1", "--channel", "email", "--template",
+                "welcome", "--by", "ops.lee", "-", stdin=rows)  # fmt: skip
+    assert again.returncode == 1, again.stdout + again.stderr
+    shown = cli(env, "batch-status", "b1")
+    assert f"started by {getpass.getuser()}, 2 run(s)" in shown.stdout
+    assert "run_again by ops.lee" in shown.stdout
     missing = cli(env, "batch-status", "nope", "--json")
     assert missing.returncode == 1 and "no batch 'nope'" in missing.stderr
 

@@ -18,13 +18,16 @@ from models.enums import EventKind
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
 from services.archive.jobs.janitor import Janitor
+from services.archive.stores.port import ArchiveStore
 from services.sending.communication import CommunicationService
+from services.support.lookup import CallLookup, Standing
 from tests.archive_fixtures import build_world, clean, seed
 from tests.conftest import Database
 from tests.console_fixtures import (
     SECRET,
     CapturedQueue,
     console_settings,
+    nested_paragraphs,
     sign_in,
     token_of,
 )
@@ -144,10 +147,42 @@ def test_every_form_without_its_token_is_refused(
         for bad in ({}, {"csrf_token": "forged"}, {"csrf_token": token[:-1]}):
             answer = client.post(path, data={**data, **bad})
             assert answer.status_code == 400, (path, bad)
-            assert "did not come from this console" in answer.get_data(as_text=True)
+            page = answer.get_data(as_text=True)
+            assert "did not come from this console" in page
+            # Who is signed in, and a sign-out form that works, on the refusal too.
+            assert "Signed in as <strong>r.esender</strong>" in page, path
+            assert token_of(page) == token
     assert queue.messages == []
     assert service.get_history(CUSTOMER).items == [failed], "nothing was written"
     assert client.get("/").status_code == 200, "still signed in: logout was refused too"
+
+
+def test_refusals_before_the_session_is_read_still_say_who_is_signed_in(app: Flask) -> None:
+    stranger = app.test_client().post("/logout", data={"csrf_token": "forged"})
+    assert stranger.status_code == 400
+    assert "Signed in as" not in stranger.get_data(as_text=True), "no session: no bar"
+    client, token = sign_in(app, "a.gent")
+    huge = {"content": "a" * app.config["MAX_CONTENT_LENGTH"], "csrf_token": token}
+    answer = client.post(f"/customers/{CUSTOMER}/notes", data=huge)
+    assert answer.status_code == 413
+    assert "Signed in as <strong>a.gent</strong>" in answer.get_data(as_text=True)
+
+
+def test_no_paragraph_holds_another_on_the_pages_with_field_errors(app: Flask) -> None:
+    client = app.test_client()
+    token = token_of(client.get("/login").get_data(as_text=True))
+    wrong = {"username": "x", "password": "y", "csrf_token": token}
+    answers = {"sign-in refused": client.post("/login", data=wrong)}
+    client, token = sign_in(app, "r.esender")
+    bad_id = {"customer_id": "C 1!", "csrf_token": token}
+    answers["id refused"] = client.post("/customer", data=bad_id)
+    answers["note refused"] = client.post(
+        f"/customers/{CUSTOMER}/notes", data={"csrf_token": token}
+    )
+    for name, answer in answers.items():
+        html = answer.get_data(as_text=True)
+        assert 'class="field-error"' in html, name
+        assert nested_paragraphs(html) == [], name
 
 
 def test_a_form_token_is_bound_to_its_session(app: Flask, service: CommunicationService) -> None:
@@ -166,7 +201,11 @@ def test_a_note_is_recorded_with_its_author_and_the_staff_action(
     client, token = sign_in(app, "a.gent")
     answer = client.post(
         f"/customers/{CUSTOMER}/notes",
-        data={"content": "Called: says the email never came.", "csrf_token": token},
+        data={
+            "content": "Called: says the email never came.",
+            "confirm_unknown": "yes",  # the customer has no record yet
+            "csrf_token": token,
+        },
     )
     assert answer.status_code == 303 and answer.location.endswith(f"/customers/{CUSTOMER}")
     [note] = service.get_history(CUSTOMER).items
@@ -308,6 +347,52 @@ def test_archived_months_are_shown_on_request(
         clean(pg_engine)
 
 
+def test_a_customer_whose_history_is_all_archived_is_not_called_unknown(
+    pg_engine: sa.engine.Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    world = build_world(pg_engine, "local", tmp_path, request)
+    try:
+        cutoff = datetime(2024, 3, 1, tzinfo=UTC)
+        seed(world.engine, cutoff - timedelta(days=40), customer_id="C-ARCHIVED-1")
+        seed(world.engine, cutoff - timedelta(days=40), customer_id="C-NEIGHBOUR")
+        Janitor(world.engine, world.store, world.settings).run(cutoff)
+        sessions = sessionmaker(bind=world.engine, expire_on_commit=False)
+        lookup = CallLookup(sessions, world.settings, archive=lambda: world.store)
+        assert lookup.standing("C-ARCHIVED-1") is Standing.ARCHIVED, "read from the month's file"
+        # No file's Bloom filter may hold this id: the store is never even opened.
+        closed = CallLookup(sessions, world.settings, archive=_unreadable_store)
+        assert closed.standing("C-NEVER-SEEN") is Standing.NO_RECORD
+        # A filter may hold this one and the store cannot be read: no verdict, a yes is asked.
+        unread = closed.standing("C-ARCHIVED-1")
+        assert unread is Standing.UNCHECKED and unread.confirm_note
+        app = create_app(
+            console_settings(world.settings), sessions=sessions, publisher=CapturedQueue()
+        )
+        # A viewer reads (an agent's reading is recorded, in a table these tests do not empty).
+        client, _ = sign_in(app, "v.iewer")
+        page = client.get("/customers/C-ARCHIVED-1").get_data(as_text=True)
+        assert "No record of customer" not in page and 'name="confirm_unknown"' not in page
+        assert "The history of customer C-ARCHIVED-1 is in the archive." in page
+        assert "in the last 24 months" in page
+        assert 'href="/customers/C-ARCHIVED-1?archived=1">Show their archived history</a>' in page
+        shown = client.get("/customers/C-ARCHIVED-1?archived=1").get_data(as_text=True)
+        assert shown.count('class="entry"') == 1 and "is in the archive." not in shown
+        unknown = client.get("/customers/C-NEVER-SEEN").get_data(as_text=True)
+        assert "No record of customer C-NEVER-SEEN" in unknown and "in the archive" not in unknown
+
+        client, token = sign_in(app, "a.gent")
+        note = {"content": "Asked about an old letter", "csrf_token": token}
+        recorded = client.post("/customers/C-ARCHIVED-1/notes", data=note)
+        assert recorded.status_code == 303, "no confirmation asked for an archived customer"
+        assert client.post("/customers/C-NEVER-SEEN/notes", data=note).status_code == 422
+    finally:
+        clean(pg_engine)
+
+
+def _unreadable_store() -> ArchiveStore:
+    raise OSError("the archive's disk is away")
+
+
 def test_pages_are_not_cached_and_carry_a_strict_policy(app: Flask) -> None:
     client, _ = sign_in(app, "v.iewer")
     answer = client.get("/")
@@ -381,7 +466,7 @@ def test_errors_follow_the_heading_and_are_tied_to_their_fields(
         "/find", data={"channel": "email", "address": "not an address", "csrf_token": token}
     ).get_data(as_text=True)
     tag = _control(searched, "address")
-    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-error"' in tag
+    assert 'aria-invalid="true"' in tag and 'aria-describedby="address-hint address-error"' in tag
     assert "aria-invalid" not in _control(searched, "customer_id"), "only the field at fault"
 
     failed = send_email(service, customer_id=CUSTOMER, recipient="bad address").interaction

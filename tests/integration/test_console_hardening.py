@@ -224,7 +224,8 @@ def test_a_longest_note_still_fits(pg_db: Database, test_settings: Settings) -> 
     assert _post(client, token, "a.gent", PASSWORD)[0] == 303
     token = token_of(client.get("/").get_data(as_text=True))
     note = "\U0001f4de" * test_settings.max_note_chars
-    answer = client.post("/customers/C-1/notes", data={"content": note, "csrf_token": token})
+    form = {"content": note, "confirm_unknown": "yes", "csrf_token": token}
+    answer = client.post("/customers/C-1/notes", data=form)
     assert answer.status_code == 303
 
 

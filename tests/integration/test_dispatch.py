@@ -189,11 +189,11 @@ def test_an_invalid_address_is_recorded_failed_without_echoing_it(
 
 
 class _BodyProvider(FakeProvider):
-    """Answers with the rendered body, as Notify does."""
+    """Answers with the rendered body and subject, as Notify does."""
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         receipt = super().send(message)
-        return dataclasses.replace(receipt, body="Dear Ada")
+        return dataclasses.replace(receipt, body="Dear Ada", subject="Your letter")
 
 
 class _CallbackFirst(FakeProvider):
@@ -220,6 +220,7 @@ def test_the_record_a_dispatch_returns_is_the_row_as_stored(
         stored = InteractionRecord.of(session.get_one(CustomerInteraction, result.interaction.id))
     assert result.interaction == stored
     assert stored.body_content == "Dear Ada"
+    assert stored.subject == "Your letter"
     assert stored.recipient == "person@example.org"
 
 

@@ -7,6 +7,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,10 +16,15 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from devtools.database import recreate_database
-from models import Base
+from models import Base, sealing
+from models.contact import address_index
+from models.crypto import keyring
+from models.enums import ChannelType
 from models.event import InteractionEvent
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
+from models.sealing import SealedColumn
 from models.session import build_engine
+from services.keys.reindex import reindex_contacts
 from tests.conftest import PG_URL
 
 
@@ -204,3 +210,75 @@ def test_failure_reasons_stored_before_revision_0011_lose_the_addresses_they_quo
         "smtp server answered 550 5.1.1 to RCPT TO",
     ]
     assert "ada.lovelace" not in detail and "[redacted]" in detail and "bounce" in detail
+
+
+def test_revision_0016_only_changes_the_schema_and_the_reindex_indexes_the_directory(
+    test_settings: Settings,
+) -> None:
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_directory")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine, "0015")
+    ring = keyring()
+    insert = sa.text(
+        "INSERT INTO contacts (customer_id, email, phone, updated_at) VALUES (:c, :e, :p, now())"
+    )
+    with engine.begin() as connection:
+        # Written before the directory normalised what it was given.
+        connection.execute(
+            insert,
+            {
+                "c": "C-OLD",
+                "e": ring.seal("Ada.Lovelace@EXAMPLE.ORG", "contacts.email"),
+                "p": ring.seal("(604) 555-0123", "contacts.phone"),
+            },
+        )
+        connection.execute(
+            insert, {"c": "C-ODD", "e": ring.seal("ada at example", "contacts.email"), "p": None}
+        )
+    upgrade(engine, "0016")
+    with engine.connect() as connection:
+        hashes = connection.execute(sa.text("SELECT email_hash, phone_hash FROM contacts")).all()
+    assert [tuple(row) for row in hashes] == [(None, None), (None, None)], "no data in the DDL"
+
+    upgrade(engine)
+    done = reindex_contacts(engine, ring, "CA", batch=1)
+    assert done == {"contacts.email_hash": 2, "contacts.phone_hash": 1}
+    with engine.connect() as connection:
+        rows = {
+            row.customer_id: (row.email_hash, row.phone_hash)
+            for row in connection.execute(
+                sa.text("SELECT customer_id, email_hash, phone_hash FROM contacts")
+            )
+        }
+    assert rows == {
+        "C-OLD": (
+            address_index(ChannelType.EMAIL, "Ada.Lovelace@example.org"),
+            address_index(ChannelType.SMS, "+16045550123"),
+        ),
+        "C-ODD": (address_index(ChannelType.EMAIL, "ada at example"), None),
+    }
+    assert reindex_contacts(engine, ring, "CA") == {
+        "contacts.email_hash": 0,
+        "contacts.phone_hash": 0,
+    }
+    engine.dispose()
+
+
+def test_the_old_sealing_revisions_seal_only_their_own_columns(
+    test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sealed column added long after them, whose table or column they never knew.
+    later = SealedColumn("interactions", "id", "a_later_column", "interactions.a_later_column")
+    monkeypatch.setattr(sealing, "SEALED_COLUMNS", (*sealing.SEALED_COLUMNS, later))
+    base = sa.engine.make_url(PG_URL)
+    url = base.set(database=f"{base.database}_pinned")
+    rendered = url.render_as_string(hide_password=False)
+    recreate_database(rendered)
+    engine = build_engine(rendered, test_settings)
+    upgrade(engine, "0011")
+    with engine.connect() as connection:
+        assert current_revision(connection) == "0011"
+    engine.dispose()

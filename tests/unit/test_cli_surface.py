@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from workers.cli import COMMANDS, main
+from workers.cli_options import operator
 
 
 def _every_command() -> Iterator[tuple[str, click.Command]]:
@@ -60,3 +63,14 @@ def test_version_and_short_help() -> None:
     assert runner.invoke(main, ["--version"]).output.startswith("interactions, version ")
     assert "Exit codes: 0 done" in runner.invoke(main, ["-h"]).output
     assert "--json" in runner.invoke(main, ["timeline", "-h"]).output
+
+
+def test_the_operator_is_the_login_user_or_else_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(getpass, "getuser", lambda: "ops.kim")
+    assert operator() == "ops.kim"
+
+    def no_user() -> str:
+        raise OSError("no login name and no password-file entry")
+
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    assert operator() == "unknown"

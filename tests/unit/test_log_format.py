@@ -108,3 +108,10 @@ def test_text_format_is_readable_with_ids_appended() -> None:
 
 def test_scrub_masks_addresses_and_leaves_the_rest() -> None:
     assert scrub("to a.b+c@mail.example.gc.ca, ref 42") == "to [email], ref 42"
+
+
+def test_authlib_debug_lines_are_not_kept_even_at_debug(lines: io.StringIO) -> None:
+    # Authlib's client logs the PKCE code verifier of each sign-in at DEBUG.
+    logging.getLogger("authlib.integrations.base_client.sync_app").debug("verifier-7f3a")
+    logging.getLogger("t").debug("kept")
+    assert "verifier-7f3a" not in lines.getvalue() and "kept" in lines.getvalue()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.enums import ChannelType, InteractionStatus, InvalidEnumValue, parse_enum
 from services.errors import InvalidInput, InvalidRecipient
@@ -47,6 +49,27 @@ def test_invalid_emails_do_not_echo_the_address(value: str) -> None:
     with pytest.raises(InvalidRecipient) as caught:
         validation.email_address(value)
     assert value not in str(caught.value)
+
+
+def _verdict(check: object, value: str) -> tuple[str, str]:
+    try:
+        return ("ok", check(value))  # type: ignore[operator]
+    except InvalidRecipient as exc:
+        return ("refused", str(exc))
+
+
+_PIECES = ["a", "Z", "0", ".", "-", "+", "_", "@", "..", "xn--", "bü", " ", '"', "com"]
+_ODD = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
+_LONG = st.builds(lambda n, d: "x" * n + "@" + d, st.integers(60, 70), st.sampled_from(
+    ["example.org", "EXAMPLE.ORG", "x" * 190 + ".org", "localhost", "a.b-c.ca"]))  # fmt: skip
+
+
+@given(st.one_of(st.emails(), _ODD, _LONG))
+def test_the_fast_email_path_agrees_with_the_full_validator(value: str) -> None:
+    # Most of a batch takes the fast path: it must accept, refuse and normalise alike.
+    assert _verdict(validation.email_address, value) == _verdict(
+        validation.full_email_address, value
+    )
 
 
 def test_phone_numbers_become_e164_in_canada_by_default() -> None:

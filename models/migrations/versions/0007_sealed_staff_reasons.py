@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from models.crypto import keyring
-from models.sealing import SEALED_COLUMNS, seal_plaintext_rows
+from models.sealing import SealedColumn, seal_plaintext_rows
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -30,6 +30,9 @@ MOVE = {
     ),
 }
 
+# Named here, not read from the live list, which later revisions grow.
+REASON = SealedColumn("interaction_events", "id", "reason", "interaction_events.reason")
+
 
 def upgrade() -> None:
     op.add_column("interaction_events", sa.Column("reason", sa.Text(), nullable=True))
@@ -37,8 +40,7 @@ def upgrade() -> None:
     # Staff reasons recorded before this revision sit in the JSON detail in clear: move, then
     # seal. Providers' failure reasons stay in the detail: they are redacted by construction.
     bind.execute(sa.text(MOVE[bind.dialect.name]))
-    reasons = [spec for spec in SEALED_COLUMNS if spec.table == "interaction_events"]
-    seal_plaintext_rows(bind, keyring(), reasons)
+    seal_plaintext_rows(bind, keyring(), [REASON])
 
 
 def downgrade() -> None:

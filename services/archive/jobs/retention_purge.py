@@ -1,5 +1,8 @@
 """Purging archive files past the cold retention, except what a legal hold covers.
 
+The same run deletes the staff disclosures made before the hot retention's cutoff, whose
+messages have left the database (``disclosure_purge``).
+
 Purging cannot be undone, so the cold years are counted from when a month left the hot
 database, not from the month itself: a file is purged once its month is more than
 ``archive_hot_months`` plus ``archive_cold_years`` old (24 months + 7 years by default).
@@ -26,6 +29,8 @@ from services.archive.fileformat.customer_filter import CustomerFilter
 from services.archive.fileformat.months import months_back, next_month
 from services.archive.fileformat.names import manifest_key
 from services.archive.jobs import legal_holds
+from services.archive.jobs.disclosure_purge import purge_disclosures
+from services.archive.jobs.run_plan import default_cutoff
 from services.archive.stores.port import ArchiveStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,8 @@ class PurgeReport:
     decisions: list[PurgeDecision] = field(default_factory=list)
     waiting: list[WaitingFile] = field(default_factory=list)
     purged: int = 0
+    # Staff disclosures made before the hot retention's cutoff, deleted (or, dry, found).
+    disclosures: int = 0
 
     @property
     def kept(self) -> list[PurgeDecision]:
@@ -130,6 +137,8 @@ def purge_expired(
             report.purged += 1
     if dry_run:
         report.waiting = _waiting(sessions, report.before_month, months)
+    hot_cutoff = default_cutoff(clock(), settings.archive_hot_months)
+    report.disclosures = purge_disclosures(engine, hot_cutoff, in_force, dry_run=dry_run)
     return report
 
 
