@@ -435,6 +435,8 @@ def report(messages: Messages, api_runs: list[Upload], cli_runs: list[Upload]) -
         "API / bare route": f"{messages.ratio:.2f}",
         "CPU per message": real.cpu.per_request_us(real.answered),
         "CPU per bare request": bare.cpu.per_request_us(bare.answered),
+        "gunicorn workers' CPU (of a core)": f"API {real.cpu.worker_shares(real.seconds)}; "
+        f"bare {bare.cpu.worker_shares(bare.seconds)}",
         "CPU check (fixed loop)": f"{messages.cpu_check_ms:.0f} ms; lower is a faster core",
         "messages goal": f">= {GOAL_RATE:,.0f}/s with p99 < {GOAL_P99_MS:.0f} ms: "
         + ("met" if met else "MISSED"),
@@ -466,6 +468,7 @@ def report(messages: Messages, api_runs: list[Upload], cli_runs: list[Upload]) -
         "bare_per_s": bare.rate,
         "bare_p99_ms": bare.percentile_ms(0.99),
         "message_cpu_us": {k: 1e6 * v / real.answered for k, v in real.cpu.seconds.items()},
+        "worker_cpu_share": [seconds / real.seconds for seconds in real.cpu.workers],
         "upload_rows": api.rows,
         "upload_rows_per_s": api.rate,
         "upload_runs_per_s": [r.rate for r in api_runs],

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.api_parts        # on the bench database and Redis db of bench.api
 
 Each part is timed alone over the same inputs (process CPU per call, best of three rounds):
-for ``POST /v1/messages`` the key check, the rate count, the checks, the ledger write and the
-publish, and the whole request through Flask's test client beside a bare route's; for a batch
+for ``POST /v1/messages`` the key check, the rate count, the two in one Redis script (the
+key's record cached), the checks, the ledger write and the publish, and the whole request
+through Flask's test client beside a bare route's; for a batch
 row the JSON Lines parse, the checks, the record (JSON and sealing) and the envelope.
 """
 
@@ -86,6 +87,9 @@ def main() -> None:
     message: dict[str, float] = {
         "API key check": cpu_us(calls, each(calls, lambda: here.api_keys.authenticate(secret))),
         "rate count (Redis)": cpu_us(calls, each(calls, lambda: here.api_rate_limit.check("p"))),
+        "key check and rate count, cached": cpu_us(
+            calls, each(calls, lambda: here.api_keys.admit(secret, here.api_rate_limit))
+        ),
         "checks (fields, address)": cpu_us(calls, each(calls, lambda: validate(*checks))),
         "publish one dispatch": cpu_us(calls, each(calls, lambda: here.publisher.publish([one]))),
         "accept (checks, write, publish)": cpu_us(calls, accept),

@@ -311,11 +311,17 @@ class CpuUse:
 
     seconds: dict[str, float]
     machine_busy: float
+    # Each gunicorn worker's CPU seconds, busiest first: whether the load was shared evenly.
+    workers: tuple[float, ...] = ()
 
     def per_request_us(self, requests: int) -> str:
         """Each group's CPU per request, in microseconds, on one line."""
         shares = [f"{name} {1e6 * self.seconds[name] / requests:,.0f}" for name in CPU_GROUPS]
         return f"{', '.join(shares)} us; machine {self.machine_busy:.0%} busy"
+
+    def worker_shares(self, elapsed: float) -> str:
+        """Each gunicorn worker's share of one core during ``elapsed`` seconds."""
+        return " / ".join(f"{seconds / elapsed:.0%}" for seconds in self.workers) or "-"
 
 
 def _process_cpu() -> dict[int, tuple[str, int, float]]:
@@ -374,14 +380,18 @@ class CpuMeter:
 
     def stop(self, clients: float) -> CpuUse:
         used = dict.fromkeys(CPU_GROUPS, 0.0)
+        workers: list[float] = []
         for pid, (name, parent, seconds) in _process_cpu().items():
             group = self._group(pid, name, parent)
             if group is not None:
-                used[group] += seconds - self._processes.get(pid, (name, parent, 0.0))[2]
+                spent = seconds - self._processes.get(pid, (name, parent, 0.0))[2]
+                used[group] += spent
+                if parent == self._gunicorn_pid:
+                    workers.append(spent)
         used["clients"] = clients
         busy, total = (now - then for now, then in zip(_machine_cpu(), self._machine, strict=True))
         used["everything else"] = max(0.0, busy - sum(used.values()))
-        return CpuUse(used, busy / total if total else 0.0)
+        return CpuUse(used, busy / total if total else 0.0, tuple(sorted(workers, reverse=True)))
 
     def _group(self, pid: int, name: str, parent: int) -> str | None:
         if self._gunicorn_pid in (pid, parent):

@@ -36,6 +36,7 @@ from providers.registry import ProviderRegistry
 from services.archive.stores.factory import open_store
 from services.archive.stores.port import ArchiveStore
 from services.callbacks.signatures import BearerVerifier, StandardWebhooksVerifier, decode_secret
+from services.clients.key_cache import KeyCache
 from services.clients.keys import ApiKeys
 from services.clients.rate import RateLimit
 from services.clients.tokens import TokenVerifier
@@ -313,8 +314,17 @@ class Container:
 
     @part
     def api_keys(self) -> ApiKeys:
-        """The HTTP API's client keys: read on every request, one statement at a time."""
-        return ApiKeys(self.autocommit_sessions)
+        """The HTTP API's client keys: checked on every request, from Redis when it is there.
+
+        Without Redis (the filesystem broker) each check is one PostgreSQL statement.
+        """
+        url = self.settings.resolved_broker_url
+        cache = (
+            KeyCache(redis.Redis.from_url(url, socket_timeout=5))
+            if url.startswith(("redis://", "rediss://"))
+            else None
+        )
+        return ApiKeys(self.autocommit_sessions, cache=cache)
 
     @part
     def api_rate_limit(self) -> RateLimit:

@@ -17,6 +17,7 @@ from flask import Response, g, jsonify, request
 from pydantic import BaseModel
 
 from services.clients.identity import Caller, Scope, Unauthenticated
+from services.clients.rate import Verdict
 from workers.webapp import services
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,9 @@ def caller() -> Caller:
     return found
 
 
-def _authenticate() -> Caller:
-    """The caller behind the request's bearer credential: an API key or an identity token."""
+def _authenticate() -> tuple[Caller, Verdict]:
+    """The caller behind the request's bearer credential (an API key or an identity token)
+    and its request counted against its rate."""
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -101,14 +103,16 @@ def _authenticate() -> Caller:
     credential = credential.strip()
     here = services()
     if credential.count(".") == 2 and here.api_tokens is not None:
-        return here.api_tokens.caller(credential)
-    return here.api_keys.authenticate(credential)
+        found = here.api_tokens.caller(credential)
+        return found, here.api_rate_limit.check(found.client)
+    # A key's check and its count are one Redis round trip.
+    return here.api_keys.admit(credential, here.api_rate_limit)
 
 
 def _admit(scope: Scope) -> Caller:
     """Authenticate, count against the client's rate, and check the scope, in that order."""
     try:
-        found = _authenticate()
+        found, verdict = _authenticate()
     except Unauthenticated:
         raise ApiProblem(
             401,
@@ -116,7 +120,6 @@ def _admit(scope: Scope) -> Caller:
             "send a live API key or identity token as 'Authorization: Bearer ...'",
             headers={"WWW-Authenticate": 'Bearer realm="interactions"'},
         ) from None
-    verdict = services().api_rate_limit.check(found.client)
     if not verdict.allowed:
         raise ApiProblem(
             429,

@@ -16,6 +16,9 @@ from models.api_key import CLIENT_NAME_MAX, ApiKey
 from models.base import utcnow
 from models.session import SessionFactory
 from services.clients.identity import Caller, Scope, Unauthenticated
+from services.clients.key_cache import Found, KeyCache
+from services.clients.rate import PREFIX as RATE_PREFIX
+from services.clients.rate import RateLimit, Verdict
 from services.errors import InvalidInput
 
 PREFIX = "ik"
@@ -61,9 +64,15 @@ def digest(secret: str) -> str:
 class ApiKeys:
     """Makes, checks, lists and revokes API keys."""
 
-    def __init__(self, sessions: SessionFactory, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Callable[[], datetime] = utcnow,
+        cache: KeyCache | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._cache = cache
 
     def create(self, client: str, scopes: frozenset[Scope]) -> NewKey:
         """A new key for ``client`` with ``scopes``; its secret is returned and never stored."""
@@ -107,7 +116,31 @@ class ApiKeys:
                     sa.update(ApiKey).where(ApiKey.key_id == key_id).values(last_used_at=now)
                 )
                 session.commit()
+        if self._cache is not None:
+            self._cache.remember(key_id, row.secret_sha256, row.client, list(row.scopes))
         return Caller(row.client, frozenset(Scope(s) for s in row.scopes if s in KNOWN))
+
+    def admit(self, presented: str, rate: RateLimit) -> tuple[Caller, Verdict]:
+        """The key's client, its request counted against ``rate``: one Redis round trip.
+
+        The key's record cached in Redis is checked and the request counted by one script;
+        only a key not cached (first use, or its record expired) is read from PostgreSQL and
+        then counted apart. Unauthenticated for a key that is not live, never counted.
+        """
+        match = _KEY.match(presented or "")
+        if match is None:
+            raise Unauthenticated
+        if self._cache is not None and rate.counted:
+            window, expiry = rate.window()
+            checked = self._cache.check_and_count(
+                match.group(1), digest(presented), RATE_PREFIX, window, expiry
+            )
+            if checked.found is Found.REFUSED:
+                raise Unauthenticated
+            if checked.caller is not None:
+                return checked.caller, rate.verdict(checked.count, window)
+        found = self.authenticate(presented)
+        return found, rate.check(found.client)
 
     def revoke(self, key_id: str) -> bool:
         """Revoke one key at once; False when there is no live key ``key_id``."""
@@ -117,7 +150,11 @@ class ApiKeys:
                 .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
                 .values(revoked_at=self._clock())
             )
-            return bool(revoked.rowcount)  # type: ignore[attr-defined]
+            done = bool(revoked.rowcount)  # type: ignore[attr-defined]
+        if self._cache is not None:
+            # After the commit: a record read from PostgreSQL from now on says revoked.
+            self._cache.revoked(key_id)
+        return done
 
     def listing(self, client: str | None = None) -> list[KeyListing]:
         """Every key (of ``client``, when given), oldest first, with its last use."""

@@ -23,6 +23,8 @@ from models import ApiKey, CustomerInteraction, InteractionEvent
 from models.enums import InteractionStatus
 from providers.registry import ProviderRegistry
 from services.clients.identity import Scope
+from services.clients.key_cache import PREFIX as KEY_PREFIX
+from services.clients.key_cache import KeyCache
 from services.clients.keys import ApiKeys
 from services.clients.rate import RateLimit
 from services.clients.tokens import TokenVerifier
@@ -54,7 +56,7 @@ def _app(pg_db: Database, settings: Settings, publisher: RecordingPublisher, **p
         settings,
         sessions=pg_db.sessions,
         publisher=publisher,
-        api_keys=ApiKeys(pg_db.sessions),
+        api_keys=parts.pop("api_keys", ApiKeys(pg_db.sessions)),
         api_rate_limit=parts.pop("api_rate_limit", RateLimit(None, 1, 60)),
         api_tokens=parts.pop("api_tokens", None),
         **parts,
@@ -336,3 +338,30 @@ def test_identity_provider_tokens_by_issuer_audience_and_expiry(
             "/v1/messages", json=message(idempotency_key="j-1"), headers=bearer(token())
         )
         assert sent.status_code == 403
+
+
+def test_a_cached_key_is_checked_and_counted_in_redis_and_its_revocation_is_at_once(
+    pg_db: Database, test_settings: Settings, publisher: RecordingPublisher
+) -> None:
+    store = redis.Redis.from_url(BROKER)
+    # Two hosts' key checkers on the one Redis: one serves, the other revokes.
+    serving, revoking = (
+        ApiKeys(pg_db.sessions, cache=KeyCache(store)),
+        ApiKeys(pg_db.sessions, cache=KeyCache(store)),
+    )
+    app = _app(
+        pg_db, test_settings, publisher, api_keys=serving, api_rate_limit=RateLimit(store, 3, 60)
+    )
+    secret = new_key(revoking, f"cached-{uuid.uuid4().hex[:8]}")
+    key_id = secret.split("_")[1]
+    path = "/v1/customers/C-1/interactions"
+    with app.test_client() as test_client:
+        assert test_client.get(path, headers=bearer(secret)).status_code == 200
+        assert store.get(f"{KEY_PREFIX}:{key_id}") is not None
+        # A wrong secret for a cached key is refused and not counted against its client.
+        wrong = secret[:-1] + ("x" if secret[-1] != "x" else "y")
+        assert test_client.get(path, headers=bearer(wrong)).status_code == 401
+        codes = [test_client.get(path, headers=bearer(secret)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert revoking.revoke(key_id)
+        assert test_client.get(path, headers=bearer(secret)).status_code == 401
