@@ -219,7 +219,11 @@ class Container:
     @part
     def communication(self) -> CommunicationService:
         """The RFC's four operations, sending through the configured providers."""
-        return CommunicationService(self.sessions, self.providers, self.settings, utcnow, self.pace)
+        # A container given its own sessions (a test's, rolled back) writes through those alone.
+        alone = None if "sessions" in self._given else self.engine
+        return CommunicationService(
+            self.sessions, self.providers, self.settings, utcnow, self.pace, alone
+        )
 
     @part
     def ledger_reader(self) -> CommunicationService:

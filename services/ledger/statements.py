@@ -131,14 +131,9 @@ class Prepared:
         """The rows the statement returns, each a dict of its processed result columns."""
         dialect = connection.dialect
         sql, binds, results = self._render(dialect)
-        values = {
-            name: binds[name](value) if name in binds else value for name, value in params.items()
-        }
-        raw = connection.connection
-        cursor = raw.cursor()
+        cursor = connection.connection.cursor()
         try:
-            cursor.execute(sql, values)
-            fetched = cursor.fetchall()
+            fetched = self._fetch(cursor, sql, binds, params)
         except dialect.loaded_dbapi.Error as exc:
             # SQLAlchemy's own handling, as for its statements: wrapped as DBAPIError, and on a
             # lost connection the pool's other connections of that age invalidated too, so
@@ -148,6 +143,57 @@ class Prepared:
             raise
         finally:
             cursor.close()
+        return self._processed(fetched, results)
+
+    def rows_alone(self, engine: sa.Engine, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The same, the statement its own transaction on a pooled connection, with no session.
+
+        One statement is atomic alone: the connection is put in autocommit for it (a flag in
+        the driver, no round trip), so there is no BEGIN or COMMIT to send, and no session's
+        begin, commit and close to keep. A lost connection is invalidated with every pooled
+        one of its age, and the error is a ``DBAPIError``, as through a session.
+        """
+        dialect = engine.dialect
+        sql, binds, results = self._render(dialect)
+        pooled = engine.raw_connection()
+        driver: Any = pooled.driver_connection
+        try:
+            driver.autocommit = True
+            cursor = driver.cursor()
+            try:
+                fetched = self._fetch(cursor, sql, binds, params)
+            except dialect.loaded_dbapi.Error as exc:
+                lost = dialect.is_disconnect(exc, driver, cursor)
+                if lost:
+                    pooled.invalidate(exc)
+                    engine.pool._invalidate(pooled, exc)
+                raise sa.exc.DBAPIError.instance(
+                    sql,
+                    None,
+                    exc,
+                    dialect.loaded_dbapi.Error,
+                    hide_parameters=True,
+                    connection_invalidated=lost,
+                    dialect=dialect,
+                ) from exc
+            finally:
+                cursor.close()
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+            pooled.close()
+        return self._processed(fetched, results)
+
+    @staticmethod
+    def _fetch(cursor: Any, sql: str, binds: dict[str, Any], params: dict[str, Any]) -> list[Any]:
+        values = {
+            name: binds[name](value) if name in binds else value for name, value in params.items()
+        }
+        cursor.execute(sql, values)
+        fetched: list[Any] = cursor.fetchall()
+        return fetched
+
+    def _processed(self, fetched: list[Any], results: list[Any]) -> list[dict[str, Any]]:
         names = list(self._results)
         return [
             {

@@ -217,8 +217,25 @@ def open_attempt(
     return inserted
 
 
+# Where the dispatch's two one-statement writes run: in a session's transaction, or each alone
+# on a pooled connection of the engine (the worker's happy path, no session at all).
+Target = Session | sa.Engine
+
+
+def _dialect(on: Target) -> str:
+    return on.dialect.name if isinstance(on, sa.Engine) else on.get_bind().dialect.name
+
+
+def _run(
+    on: Target, statement: statements.Prepared, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    if isinstance(on, sa.Engine):
+        return statement.rows_alone(on, params)
+    return statement.rows(on.connection(), params)
+
+
 def open_first_attempt(
-    session: Session,
+    on: Target,
     interaction_uuid: uuid.UUID,
     customer_id: str,
     idempotency_key: str,
@@ -234,11 +251,12 @@ def open_first_attempt(
     ``suppression_hash`` is given. None (the key is taken, the address suppressed, or another
     dialect) leaves the caller to take the general path, which says which it was.
     """
-    if attempt.failure is not None or session.get_bind().dialect.name != "postgresql":
+    if attempt.failure is not None or _dialect(on) != "postgresql":
         return None
     edge = EDGES[attempt.move]
-    rows = statements.first_attempt.rows(
-        session.connection(),
+    rows = _run(
+        on,
+        statements.first_attempt,
         {
             "interaction_uuid": interaction_uuid,
             "customer_id": customer_id,
@@ -482,7 +500,7 @@ def record_sent(
 
 
 def record_sent_first(
-    session: Session,
+    on: Target,
     interaction_id: int,
     interaction_uuid: uuid.UUID,
     attempt: int,
@@ -495,12 +513,13 @@ def record_sent_first(
     None (a callback moved the row first, or another dialect) leaves ``record_sent`` to decide
     under the row lock. The sealed columns are not read back.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if _dialect(on) != "postgresql":
         return None
     requested = InteractionStatus.SENT
     (previous,) = reported_from(requested)
-    rows = statements.sent.rows(
-        session.connection(),
+    rows = _run(
+        on,
+        statements.sent,
         {
             "interaction_id": interaction_id,
             "status": requested,

@@ -117,7 +117,7 @@ def _attempt(
 
 
 def claim_new(
-    session: Session,
+    on: writes.Target,
     request: DispatchRequest,
     recipient: str,
     now: datetime,
@@ -133,7 +133,7 @@ def claim_new(
     attempt = _attempt(request, recipient, None, lease_seconds)
     new_uuid = uuid.uuid4()
     inserted = writes.open_first_attempt(
-        session,
+        on,
         new_uuid,
         request.customer_id,
         request.idempotency_key,
@@ -147,12 +147,12 @@ def claim_new(
 
 
 def record_sent_first(
-    session: Session, claim: Claim, receipt: SendReceipt, now: datetime
+    on: writes.Target, claim: Claim, receipt: SendReceipt, now: datetime
 ) -> dict[str, Any] | None:
     """SENT and its event in one round trip, the record's columns; None when it must be decided
     under the row lock (``record_sent``)."""
     return writes.record_sent_first(
-        session, claim.interaction_id, claim.interaction_uuid, claim.attempt, receipt, now, SOURCE
+        on, claim.interaction_id, claim.interaction_uuid, claim.attempt, receipt, now, SOURCE
     )
 
 

@@ -72,8 +72,13 @@ class CommunicationService:
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
         pace: PaceKeeper | None = None,
+        alone: sa.Engine | None = None,
     ) -> None:
+        """``alone``: the engine whose pooled connections take the dispatch's two usual writes
+        (the claim, SENT) each as a statement of its own, with no session around it; None runs
+        them in sessions (a test's, rolled back at its end)."""
         self._sessions = session_factory
+        self._alone = alone
         self._providers = providers
         self._settings = settings or get_settings()
         self._clock = clock
@@ -119,16 +124,7 @@ class CommunicationService:
         admission = self._pace.admit(provider, request.channel)
         now = self._clock()
         lease = self._settings.claim_lease_seconds
-        with self._sessions() as session, session.begin():
-            address, failure = self._resolve_recipient(session, request, recipient)
-            claim: Claim | None = None
-            if address is not None and failure is None:
-                check = request.channel in suppression.SUPPRESSIBLE
-                claim = claims.claim_new(session, request, address, now, lease, check)
-                if claim is None:
-                    failure = suppression.refusal(session, request.channel, address, now)
-            if claim is None:
-                claim = claims.claim(session, request, address, failure, now, lease)
+        claim, address, failure = self._claim(request, recipient, now, lease)
         if claim.state is ClaimState.KEY_CONFLICT:
             raise InvalidInput(
                 "idempotency_key", "was already used for another customer or channel"
@@ -172,6 +168,35 @@ class CommunicationService:
             return DispatchResult(DispatchOutcome.IN_FLIGHT, self._record(claim.interaction_id))
         self._pace.succeeded(provider, admission)
         return self._sent(claim, receipt, address)
+
+    def _claim(
+        self, request: DispatchRequest, recipient: str | None, now: datetime, lease: float
+    ) -> tuple[Claim, str | None, str | None]:
+        """The claim, and the address (or the one tried, and why it cannot be used)."""
+        address: str | None = None
+        failure: str | None = None
+        check = request.channel in suppression.SUPPRESSIBLE
+        claim: Claim | None = None
+        alone = recipient is not None and self._alone is not None
+        if alone:
+            # The usual case (an address given, a new key) is one statement on its own; what
+            # else may have happened (a taken key, a suppressed or refused address) is found
+            # out in a session below.
+            address, failure = self._resolve_recipient(None, request, recipient)
+            if self._alone is not None and address is not None and failure is None:
+                claim = claims.claim_new(self._alone, request, address, now, lease, check)
+        if claim is None:
+            with self._sessions() as session, session.begin():
+                if not alone:
+                    address, failure = self._resolve_recipient(session, request, recipient)
+                if address is not None and failure is None:
+                    if not alone:
+                        claim = claims.claim_new(session, request, address, now, lease, check)
+                    if claim is None:
+                        failure = suppression.refusal(session, request.channel, address, now)
+                if claim is None:
+                    claim = claims.claim(session, request, address, failure, now, lease)
+        return claim, address, failure
 
     def _validated(
         self,
@@ -220,12 +245,20 @@ class CommunicationService:
 
     def _sent(self, claim: Claim, receipt: SendReceipt, address: str) -> DispatchResult:
         now = self._clock()
-        with self._sessions() as session, session.begin():
-            columns = claims.record_sent_first(session, claim, receipt, now)
-            if columns is not None:
-                record = _sent_record(columns, address, receipt)
-            else:
-                record = InteractionRecord.of(claims.record_sent(session, claim, receipt, now))
+        columns = None
+        if self._alone is not None:
+            columns = claims.record_sent_first(self._alone, claim, receipt, now)
+        if columns is not None:
+            record = _sent_record(columns, address, receipt)
+        else:
+            with self._sessions() as session, session.begin():
+                if self._alone is None:
+                    columns = claims.record_sent_first(session, claim, receipt, now)
+                if columns is not None:
+                    record = _sent_record(columns, address, receipt)
+                else:
+                    row = claims.record_sent(session, claim, receipt, now)
+                    record = InteractionRecord.of(row)
         metrics.status_reached(InteractionStatus.SENT, record.channel, receipt.provider)
         return DispatchResult(DispatchOutcome.SENT, record)
 

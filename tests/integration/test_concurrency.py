@@ -12,20 +12,31 @@ import sqlalchemy as sa
 from config.settings import Settings
 from models import CustomerInteraction
 from models.base import utcnow
+from models.enums import ChannelType
+from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
+from services.errors import InvalidInput
 from services.records import DispatchOutcome
+from services.sending import suppression
 from services.sending.communication import CommunicationService
 from services.sending.reconciliation import Reconciler
+from services.sending.validation import recipient_index
 from tests.conftest import Database
 from tests.fakes import FakeProvider
 
 
+@pytest.fixture(params=["in sessions", "alone"])
+def alone(request: pytest.FixtureRequest, pg_engine: sa.engine.Engine) -> sa.engine.Engine | None:
+    """The dispatch's usual writes in sessions, or each alone on a pooled connection (workers)."""
+    return pg_engine if request.param == "alone" else None
+
+
 def test_twenty_threads_one_key_one_provider_call(
-    committed_pg: Database, test_settings: Settings
+    committed_pg: Database, test_settings: Settings, alone: sa.engine.Engine | None
 ) -> None:
     provider = FakeProvider(delay=0.05)
     service = CommunicationService(
-        committed_pg.sessions, ProviderRegistry.single(provider), test_settings
+        committed_pg.sessions, ProviderRegistry.single(provider), test_settings, alone=alone
     )
     start = threading.Barrier(20)
 
@@ -53,11 +64,11 @@ def test_twenty_threads_one_key_one_provider_call(
 
 
 def test_twenty_threads_retrying_one_failed_key_start_one_attempt(
-    committed_pg: Database, test_settings: Settings
+    committed_pg: Database, test_settings: Settings, alone: sa.engine.Engine | None
 ) -> None:
     provider = FakeProvider(delay=0.05)
     service = CommunicationService(
-        committed_pg.sessions, ProviderRegistry.single(provider), test_settings
+        committed_pg.sessions, ProviderRegistry.single(provider), test_settings, alone=alone
     )
     provider.fail_next(provider.permanent())
     service.dispatch("C-1", "email", "welcome", {}, "retry-key", "ada@example.org")
@@ -79,12 +90,18 @@ def test_twenty_threads_retrying_one_failed_key_start_one_attempt(
 
 
 def test_a_dead_database_connection_is_a_clear_error_and_loses_nothing(
-    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+    committed_pg: Database,
+    test_settings: Settings,
+    pg_engine: sa.engine.Engine,
+    alone: sa.engine.Engine | None,
 ) -> None:
     provider = FakeProvider()
     service = CommunicationService(
-        committed_pg.sessions, ProviderRegistry.single(provider), test_settings
+        committed_pg.sessions, ProviderRegistry.single(provider), test_settings, alone=alone
     )
+    # Every pooled connection from here on: one an earlier test's outage marked stale would be
+    # replaced on checkout, and the statement would never meet the dead one.
+    pg_engine.dispose()
     service.dispatch("C-1", "email", "welcome", {}, "before", "ada@example.org")
     # The server ends every pooled connection, as a restart or failover does.
     admin = sa.create_engine(pg_engine.url, poolclass=sa.pool.NullPool)
@@ -155,3 +172,44 @@ def _wait_for_row(db: Database, key: str) -> CustomerInteraction:
             return row
         time.sleep(0.02)
     raise AssertionError(f"{key} was never claimed")
+
+
+def test_writes_alone_fall_back_to_sessions_for_every_unusual_case(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> None:
+    provider = FakeProvider()
+    service = CommunicationService(
+        committed_pg.sessions, ProviderRegistry.single(provider), test_settings, alone=pg_engine
+    )
+    with committed_pg.sessions() as session, session.begin():
+        suppression.suppress(
+            session,
+            ChannelType.EMAIL,
+            recipient_index(ChannelType.EMAIL, "gone@example.org"),
+            utcnow(),
+            30,
+            reason=suppression.PERMANENT_FAILURE,
+            source="test",
+        )
+    sent = service.dispatch("C-1", "email", "welcome", {}, "k-sent", "ada@example.org")
+    again = service.dispatch("C-1", "email", "welcome", {}, "k-sent", "ada@example.org")
+    suppressed = service.dispatch("C-1", "email", "welcome", {}, "k-gone", "gone@example.org")
+    refused = service.dispatch("C-1", "email", "welcome", {}, "k-bad", "not an address")
+    with pytest.raises(InvalidInput):
+        service.dispatch("C-2", "email", "welcome", {}, "k-sent", "ada@example.org")
+
+    assert (sent.outcome, again.outcome) == (DispatchOutcome.SENT, DispatchOutcome.ALREADY_SENT)
+    assert sent.interaction.recipient == "ada@example.org"
+    assert suppressed.outcome is refused.outcome is DispatchOutcome.FAILED
+    assert provider.call_count == 1
+    with committed_pg.sessions() as session:
+        rows = session.scalars(sa.select(CustomerInteraction).order_by(CustomerInteraction.id))
+        assert [(r.idempotency_key, r.status.value, r.recipient) for r in rows] == [
+            ("k-sent", "sent", "ada@example.org"),
+            ("k-gone", "failed", "gone@example.org"),
+            ("k-bad", "failed", "not an address"),
+        ]
+        events = session.scalars(
+            sa.select(InteractionEvent.kind).order_by(InteractionEvent.id)
+        ).all()
+    assert [kind.value for kind in events].count("attempt_started") == 3

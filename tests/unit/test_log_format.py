@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from config.logging import (
+    CELERY_RECEIVED_LOGGER,
     bind,
     configure_logging,
     end_context,
@@ -115,3 +116,25 @@ def test_authlib_debug_lines_are_not_kept_even_at_debug(lines: io.StringIO) -> N
     logging.getLogger("authlib.integrations.base_client.sync_app").debug("verifier-7f3a")
     logging.getLogger("t").debug("kept")
     assert "verifier-7f3a" not in lines.getvalue() and "kept" in lines.getvalue()
+
+
+def test_a_task_logs_one_info_line_its_end_not_its_arrival(lines: io.StringIO) -> None:
+    logging.getLogger(CELERY_RECEIVED_LOGGER).info("Task tasks.dispatch[1] received")
+    logging.getLogger("celery.app.trace").info("Task tasks.dispatch[1] succeeded in 0.01s")
+    logging.getLogger(CELERY_RECEIVED_LOGGER).warning("unknown task")
+    kept = [json.loads(line)["message"] for line in lines.getvalue().splitlines()]
+    assert kept == ["Task tasks.dispatch[1] succeeded in 0.01s", "unknown task"]
+
+
+def test_own_extras_win_over_the_context_and_are_scrubbed_in_field_order(
+    lines: io.StringIO,
+) -> None:
+    with log_context(customer_id="C-1", batch_id="b-1"):
+        logging.getLogger("t").info("x", extra={"customer_id": "ada@example.org", "count": 3})
+    line = _last(lines)
+    assert line["customer_id"] == "[email]" and line["batch_id"] == "b-1"
+    assert [k for k in line if k in ("batch_id", "customer_id", "count")] == [
+        "batch_id",
+        "customer_id",
+        "count",
+    ]
