@@ -21,8 +21,6 @@ alternating. The API process's resident memory is sampled during the upload.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
 import http.client
 import json
 import os
@@ -38,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 
 from bench.http_load import (
     HOST,
+    BenchStore,
     CpuMeter,
     CpuUse,
     Gunicorn,
@@ -53,12 +51,7 @@ from bench.http_load import (
     cpu_check_ms,
     drive,
 )
-from config.settings import Settings
-from devtools.database import recreate_database
-from devtools.keys import use_test_keys
 from devtools.processes import ROOT
-from models.migrate import upgrade
-from models.session import build_engine
 from workers.gunicorn_commands import api_command, gunicorn_command
 
 DB_URL = os.environ.get(
@@ -124,30 +117,11 @@ def csv_file(rows: int, path: Path) -> Path:
     return path
 
 
-class Store:
+class Store(BenchStore):
     """The benchmark's own database and Redis db: counted, and emptied before and after."""
 
     def __init__(self) -> None:
-        use_test_keys()
-        # Two runs at once would drop each other's database and flush each other's queue.
-        digest = hashlib.sha256(f"{DB_URL} {BROKER_URL}".encode()).hexdigest()[:16]
-        lock_path = Path(tempfile.gettempdir()) / f"bench-api-{digest}.lock"
-        self._lock = lock_path.open("w")  # held, and closed, by close()
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise SystemExit(
-                "another bench.api run is using this database and Redis db; "
-                "wait for it, or set BENCH_API_DATABASE_URL and BENCH_API_BROKER_URL"
-            ) from None
-        recreate_database(DB_URL)
-        migrator = build_engine(DB_URL, Settings(environment="test", database_url=DB_URL))
-        upgrade(migrator)
-        migrator.dispose()
-        self.engine = sa.create_engine(DB_URL, poolclass=sa.pool.NullPool)
-        self.redis = redis.Redis.from_url(BROKER_URL)
-        self.redis.flushdb()
+        super().__init__("bench.api", DB_URL, BROKER_URL, "BENCH_API")
 
     def interactions(self) -> int:
         """Interactions in the ledger."""
@@ -172,15 +146,6 @@ class Store:
             connection.execution_options(isolation_level="AUTOCOMMIT").execute(
                 sa.text("VACUUM ANALYZE interactions, queued_messages")
             )
-
-    def close(self) -> None:
-        """Flush the Redis db and let the next run in."""
-        try:
-            self.redis.flushdb()
-            self.redis.close()
-            self.engine.dispose()
-        finally:
-            self._lock.close()
 
 
 @dataclass(frozen=True)

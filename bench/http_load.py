@@ -9,6 +9,8 @@ loop spends no client time on JSON.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import http.client
 import multiprocessing
 import os
@@ -16,6 +18,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,7 +29,15 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
+import redis
+import sqlalchemy as sa
+
+from config.settings import Settings
+from devtools.database import recreate_database
+from devtools.keys import use_test_keys
 from devtools.processes import ROOT, free_port, wait_until
+from models.migrate import upgrade
+from models.session import build_engine
 
 HOST = "127.0.0.1"
 
@@ -401,3 +412,39 @@ class CpuMeter:
         if name.startswith("redis-server"):
             return "redis"
         return None
+
+
+class BenchStore:
+    """A benchmark's own database and Redis db, held by one run at a time, emptied by close()."""
+
+    def __init__(self, name: str, db_url: str, broker_url: str, override: str) -> None:
+        use_test_keys()
+        # Two runs at once would drop each other's database and flush each other's queue.
+        digest = hashlib.sha256(f"{db_url} {broker_url}".encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"{name.replace('.', '-')}-{digest}.lock"
+        self._lock = lock_path.open("w")  # held, and closed, by close()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise SystemExit(
+                f"another {name} run is using this database and Redis db; "
+                f"wait for it, or set {override}_DATABASE_URL and {override}_BROKER_URL"
+            ) from None
+        recreate_database(db_url)
+        migrator = build_engine(db_url, Settings(environment="test", database_url=db_url))
+        upgrade(migrator)
+        migrator.dispose()
+        # A connection per count: one kept between runs would not survive a server restart.
+        self.engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+        self.redis = redis.Redis.from_url(broker_url)
+        self.redis.flushdb()
+
+    def close(self) -> None:
+        """Flush the Redis db and let the next run in."""
+        try:
+            self.redis.flushdb()
+            self.redis.close()
+            self.engine.dispose()
+        finally:
+            self._lock.close()

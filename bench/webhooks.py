@@ -16,8 +16,6 @@ machine's cores with the server.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -30,10 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
 import sqlalchemy as sa
 
 from bench.http_load import (
+    BenchStore,
     CpuMeter,
     Gunicorn,
     Measured,
@@ -43,11 +41,6 @@ from bench.http_load import (
     cpu_check_ms,
     drive,
 )
-from config.settings import Settings
-from devtools.database import recreate_database
-from devtools.keys import use_test_keys
-from models.migrate import upgrade
-from models.session import build_engine
 from services.callbacks.signatures import token_sha256
 
 DB_URL = os.environ.get(
@@ -99,32 +92,11 @@ def command(app: str, setting: ServerSetting) -> Callable[[str], list[str]]:
 DATABASE_NAME = sa.engine.make_url(DB_URL).database or ""
 
 
-class Store:
+class Store(BenchStore):
     """The benchmark's own database and Redis db: counted, and emptied before and after."""
 
     def __init__(self) -> None:
-        use_test_keys()
-        # Two runs at once would drop each other's database and flush each other's queue.
-        digest = hashlib.sha256(f"{DB_URL} {BROKER_URL}".encode()).hexdigest()[:16]
-        lock_path = Path(tempfile.gettempdir()) / f"bench-webhooks-{digest}.lock"
-        self._lock = lock_path.open("w")  # held, and closed, by close()
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise SystemExit(
-                "another bench.webhooks run is using this database and Redis db; "
-                "wait for it, or set BENCH_WEBHOOKS_DATABASE_URL and BENCH_WEBHOOKS_BROKER_URL"
-            ) from None
-
-        recreate_database(DB_URL)
-        migrator = build_engine(DB_URL, Settings(environment="test", database_url=DB_URL))
-        upgrade(migrator)
-        migrator.dispose()
-        # A connection per count: one kept between runs would not survive a server restart.
-        self.engine = sa.create_engine(DB_URL, poolclass=sa.pool.NullPool)
-        self.redis = redis.Redis.from_url(BROKER_URL)
-        self.redis.flushdb()
+        super().__init__("bench.webhooks", DB_URL, BROKER_URL, "BENCH_WEBHOOKS")
 
     def rows(self) -> int:
         """Callbacks stored in the inbox."""
@@ -134,15 +106,6 @@ class Store:
     def queued(self) -> int:
         """Messages waiting on the status queue (drains)."""
         return int(self.redis.llen("status"))
-
-    def close(self) -> None:
-        """Flush the Redis db and let the next run in."""
-        try:
-            self.redis.flushdb()
-            self.redis.close()
-            self.engine.dispose()
-        finally:
-            self._lock.close()
 
 
 @dataclass(frozen=True)
