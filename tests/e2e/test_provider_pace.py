@@ -20,8 +20,8 @@ from devtools.processes import BIN, poll, wait_until
 from tests.e2e.conftest import BROKER, Pipeline
 
 pytestmark = pytest.mark.e2e
-# 1,500 at 25/s keeps the suite's time in bounds; E2E_PACED_RECIPIENTS=3000 is the longer run.
-PACED_RECIPIENTS = int(os.environ.get("E2E_PACED_RECIPIENTS", "1500"))
+# 1,000 at 25/s keeps the suite's time in bounds; E2E_PACED_RECIPIENTS=3000 is the longer run.
+PACED_RECIPIENTS = int(os.environ.get("E2E_PACED_RECIPIENTS", "1000"))
 OUTAGE_SECONDS = float(os.environ.get("E2E_PROVIDER_OUTAGE_SECONDS", "15"))
 
 
