@@ -84,7 +84,8 @@ def test_two_hosts_of_workers_share_one_rate(pipeline: Pipeline) -> None:
     finished = wait_until(lambda: _all_sent(pipeline, "hosts", count), 200, "the batch")
     stats = pipeline.stub.stats()
     _each_accepted_once(pipeline, count)
-    assert stats["refused"]["rate_limited"] / stats["received"] < MAX_REFUSED_SHARE, stats["refused"]
+    refused = stats["refused"]["rate_limited"]
+    assert refused / stats["received"] < MAX_REFUSED_SHARE, stats["refused"]
     # Together they never outran the provider: the batch took at least N / limit.
     assert finished - started >= 0.95 * (count - rate) / rate
 
