@@ -254,27 +254,15 @@ def open_first_attempt(
     if attempt.failure is not None or _dialect(on) != "postgresql":
         return None
     edge = EDGES[attempt.move]
-    rows = _run(
-        on,
-        statements.first_attempt,
-        {
-            "interaction_uuid": interaction_uuid,
-            "customer_id": customer_id,
-            "idempotency_key": idempotency_key,
-            "channel": channel,
-            "status": edge.target,
-            "recipient": attempt.recipient,
-            "recipient_hash": attempt.recipient_hash,
-            "template_key": attempt.template_key,
-            "batch_id": attempt.batch_id,
-            "meta_data": attempt.values_meta_data(),
-            "lease_seconds": attempt.lease_seconds,
-            "now": now,
-            "suppression_hash": suppression_hash,
-            "kind": edge.kind,
-            "source": source,
-        },
+    params = _new_row_params(interaction_uuid, customer_id, idempotency_key, channel, attempt, now)
+    params.update(
+        status=edge.target,
+        kind=edge.kind,
+        lease_seconds=attempt.lease_seconds,
+        suppression_hash=suppression_hash,
+        source=source,
     )
+    rows = _run(on, statements.first_attempt, params)
     inserted: int | None = rows[0]["id"] if rows else None
     return inserted
 
@@ -662,34 +650,41 @@ def _accept_in_one(
 ) -> int | None:
     """``accept`` on PostgreSQL: the row and its event in one round trip, the same values."""
     edge = EDGES[Move.ACCEPT]
-    meta: dict[str, Any] = {"payload": attempt.payload}
-    if attempt.reply_to_id is not None:
-        meta["reply_to_id"] = attempt.reply_to_id
+    params = _new_row_params(interaction_uuid, customer_id, idempotency_key, channel, attempt, now)
+    params.update(
+        status=edge.target,
+        kind=edge.kind,
+        outcome=edge.outcome.value if edge.outcome is not None else None,
+        source=entry.source,
+        actor=entry.actor,
+    )
     inserted: int | None = (
-        session.connection()
-        .execute(
-            acceptance_statement.accepted,
-            {
-                "interaction_uuid": interaction_uuid,
-                "customer_id": customer_id,
-                "idempotency_key": idempotency_key,
-                "channel": channel,
-                "status": edge.target,
-                "recipient": attempt.recipient,
-                "recipient_hash": attempt.recipient_hash,
-                "template_key": attempt.template_key,
-                "batch_id": attempt.batch_id,
-                "meta_data": meta,
-                "now": now,
-                "kind": edge.kind,
-                "outcome": edge.outcome.value if edge.outcome is not None else None,
-                "source": entry.source,
-                "actor": entry.actor,
-            },
-        )
-        .scalar_one_or_none()
+        session.connection().execute(acceptance_statement.accepted, params).scalar_one_or_none()
     )
     return inserted
+
+
+def _new_row_params(
+    interaction_uuid: uuid.UUID,
+    customer_id: str,
+    idempotency_key: str,
+    channel: ChannelType,
+    attempt: Attempt,
+    now: datetime,
+) -> dict[str, Any]:
+    """The parameters every one-statement write of a new interaction binds alike."""
+    return {
+        "interaction_uuid": interaction_uuid,
+        "customer_id": customer_id,
+        "idempotency_key": idempotency_key,
+        "channel": channel,
+        "recipient": attempt.recipient,
+        "recipient_hash": attempt.recipient_hash,
+        "template_key": attempt.template_key,
+        "batch_id": attempt.batch_id,
+        "meta_data": attempt.values_meta_data(),
+        "now": now,
+    }
 
 
 def mark_outcome_unknown(session: Session, interaction_id: int, now: datetime, source: str) -> bool:

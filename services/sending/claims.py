@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,19 +70,9 @@ def claim(
 ) -> Claim:
     """Claim the key for a new attempt, or say who has it; ``failure`` records it FAILED at once."""
     attempt = _attempt(request, recipient, failure, lease_seconds)
-    new_uuid = uuid.uuid4()
-    inserted = writes.open_attempt(
-        session,
-        new_uuid,
-        request.customer_id,
-        request.idempotency_key,
-        request.channel,
-        attempt,
-        now,
-        SOURCE,
-    )
-    if inserted is not None:
-        return Claim(ClaimState.CLAIMED, inserted, new_uuid, 1)
+    opened = _open_new(writes.open_attempt, session, request, attempt, now)
+    if opened is not None:
+        return opened
 
     row = session.execute(
         sa.select(CustomerInteraction).where(
@@ -131,8 +122,21 @@ def claim_new(
     finds out which.
     """
     attempt = _attempt(request, recipient, None, lease_seconds)
+    suppression_hash = attempt.recipient_hash if check_suppression else None
+    return _open_new(writes.open_first_attempt, on, request, attempt, now, suppression_hash)
+
+
+def _open_new(
+    open_row: Callable[..., int | None],
+    on: writes.Target,
+    request: DispatchRequest,
+    attempt: writes.Attempt,
+    now: datetime,
+    *extra: Any,
+) -> Claim | None:
+    """A new interaction for the request's key, written by ``open_row``; None if none was."""
     new_uuid = uuid.uuid4()
-    inserted = writes.open_first_attempt(
+    inserted = open_row(
         on,
         new_uuid,
         request.customer_id,
@@ -141,7 +145,7 @@ def claim_new(
         attempt,
         now,
         SOURCE,
-        attempt.recipient_hash if check_suppression else None,
+        *extra,
     )
     return Claim(ClaimState.CLAIMED, inserted, new_uuid, 1) if inserted is not None else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,27 @@ from models.session import build_engine
 from services.keys.reindex import reindex_contacts
 from tests.conftest import PG_URL
 
+BlankDatabase = Callable[[str], Engine]
+
+
+@pytest.fixture
+def blank_database(test_settings: Settings) -> Iterator[BlankDatabase]:
+    """An empty PostgreSQL database of its own for a test, named by suffix; disposed after."""
+    engines: list[Engine] = []
+
+    def make(suffix: str) -> Engine:
+        base = sa.engine.make_url(PG_URL)
+        rendered = base.set(database=f"{base.database}_{suffix}").render_as_string(
+            hide_password=False
+        )
+        recreate_database(rendered)
+        engines.append(build_engine(rendered, test_settings))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
 
 def test_the_migrated_schema_equals_the_models(pg_engine: Engine) -> None:
     with pg_engine.connect() as connection:
@@ -48,13 +70,9 @@ def test_the_migrated_sqlite_database_has_every_table_and_index(sqlite_template:
 
 
 def test_a_new_channel_is_added_to_a_live_table_with_rows(
-    tmp_path: Path, test_settings: Settings
+    tmp_path: Path, blank_database: BlankDatabase
 ) -> None:
-    base = sa.engine.make_url(PG_URL)
-    url = base.set(database=f"{base.database}_enum")
-    rendered = url.render_as_string(hide_password=False)
-    recreate_database(rendered)
-    engine = build_engine(rendered, test_settings)
+    engine = blank_database("enum")
     upgrade(engine)
     insert = sa.text(
         "INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key, channel,"
@@ -99,17 +117,12 @@ def test_a_new_channel_is_added_to_a_live_table_with_rows(
         ).all()
         assert current_revision(connection) == "9001"
     assert [tuple(row) for row in channels] == [("email", 50), ("whatsapp", 1)]
-    engine.dispose()
 
 
 def test_reasons_kept_in_clear_before_revision_0007_are_moved_and_sealed(
-    test_settings: Settings,
+    blank_database: BlankDatabase,
 ) -> None:
-    base = sa.engine.make_url(PG_URL)
-    url = base.set(database=f"{base.database}_reasons")
-    rendered = url.render_as_string(hide_password=False)
-    recreate_database(rendered)
-    engine = build_engine(rendered, test_settings)
+    engine = blank_database("reasons")
     upgrade(engine, "0006")
     with engine.begin() as connection:
         interaction = connection.execute(
@@ -156,17 +169,12 @@ def test_reasons_kept_in_clear_before_revision_0007_are_moved_and_sealed(
     assert "permanent-failure" in provider_detail and provider_reason is None
     with Session(engine) as session:
         assert set(session.scalars(sa.select(InteractionEvent.reason))) == {"Ada lost it", None}
-    engine.dispose()
 
 
 def test_failure_reasons_stored_before_revision_0011_lose_the_addresses_they_quote(
-    test_settings: Settings,
+    blank_database: BlankDatabase,
 ) -> None:
-    base = sa.engine.make_url(PG_URL)
-    url = base.set(database=f"{base.database}_redacted")
-    rendered = url.render_as_string(hide_password=False)
-    recreate_database(rendered)
-    engine = build_engine(rendered, test_settings)
+    engine = blank_database("redacted")
     upgrade(engine, "0009")
     quoted = "550 5.1.1 <ada.lovelace@example.org>: Recipient address rejected"
     with engine.begin() as connection:
@@ -204,7 +212,6 @@ def test_failure_reasons_stored_before_revision_0011_lose_the_addresses_they_quo
         detail = connection.execute(
             sa.text("SELECT CAST(detail AS TEXT) FROM interaction_events")
         ).scalar_one()
-    engine.dispose()
     assert reasons == [
         "550 5.1.1 <[redacted]>: Recipient address rejected",
         "smtp server answered 550 5.1.1 to RCPT TO",
@@ -213,13 +220,9 @@ def test_failure_reasons_stored_before_revision_0011_lose_the_addresses_they_quo
 
 
 def test_revision_0016_only_changes_the_schema_and_the_reindex_indexes_the_directory(
-    test_settings: Settings,
+    blank_database: BlankDatabase,
 ) -> None:
-    base = sa.engine.make_url(PG_URL)
-    url = base.set(database=f"{base.database}_directory")
-    rendered = url.render_as_string(hide_password=False)
-    recreate_database(rendered)
-    engine = build_engine(rendered, test_settings)
+    engine = blank_database("directory")
     upgrade(engine, "0015")
     ring = keyring()
     insert = sa.text(
@@ -264,21 +267,15 @@ def test_revision_0016_only_changes_the_schema_and_the_reindex_indexes_the_direc
         "contacts.email_hash": 0,
         "contacts.phone_hash": 0,
     }
-    engine.dispose()
 
 
 def test_the_old_sealing_revisions_seal_only_their_own_columns(
-    test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    blank_database: BlankDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A sealed column added long after them, whose table or column they never knew.
     later = SealedColumn("interactions", "id", "a_later_column", "interactions.a_later_column")
     monkeypatch.setattr(sealing, "SEALED_COLUMNS", (*sealing.SEALED_COLUMNS, later))
-    base = sa.engine.make_url(PG_URL)
-    url = base.set(database=f"{base.database}_pinned")
-    rendered = url.render_as_string(hide_password=False)
-    recreate_database(rendered)
-    engine = build_engine(rendered, test_settings)
+    engine = blank_database("pinned")
     upgrade(engine, "0011")
     with engine.connect() as connection:
         assert current_revision(connection) == "0011"
-    engine.dispose()
