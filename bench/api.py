@@ -51,6 +51,7 @@ from bench.http_load import (
     cpu_check_ms,
     drive,
 )
+from devtools.database import LEDGER_TABLES, empty_tables
 from devtools.processes import ROOT
 from workers.gunicorn_commands import api_command, gunicorn_command
 
@@ -135,13 +136,7 @@ class Store(BenchStore):
     def empty(self) -> None:
         """Nothing queued, recorded or in the ledger: every run starts alike (keys stay)."""
         self.redis.flushdb()
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.text(
-                    "TRUNCATE interaction_events, interactions, batches, queued_messages"
-                    " RESTART IDENTITY CASCADE"
-                )
-            )
+        empty_tables(self.engine, *LEDGER_TABLES)
         with self.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").execute(
                 sa.text("VACUUM ANALYZE interactions, queued_messages")

@@ -33,7 +33,7 @@ from sqlalchemy.orm import sessionmaker
 from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
-from devtools.database import recreate_database
+from devtools.database import LEDGER_TABLES, empty_tables, recreate_database
 from devtools.keys import use_test_keys
 from devtools.processes import ROOT, Worker, start_workers, stop_workers, wait_until
 from devtools.stub.process import StubProcess
@@ -164,13 +164,7 @@ class Bench:
 
     def clean(self) -> None:
         self.redis.flushdb()
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.text(
-                    "TRUNCATE interaction_events, interactions, batches, queued_messages"
-                    " RESTART IDENTITY CASCADE"
-                )
-            )
+        empty_tables(self.engine, *LEDGER_TABLES)
 
     def producer(self) -> BatchProducer:
         return BatchProducer(self.sessions, self.publisher, self.settings)

@@ -17,6 +17,7 @@ import zstandard
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
+from devtools.database import empty_tables
 from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
@@ -84,8 +85,7 @@ class ArchiveWorld:
 
 def clean(engine: Engine) -> None:
     """Empty the ledger and the archive catalogue."""
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {ARCHIVE_TABLES} RESTART IDENTITY CASCADE"))
+    empty_tables(engine, ARCHIVE_TABLES)
 
 
 def build_world(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from devtools.database import recreate_database
+from devtools.database import empty_tables, recreate_database
 from devtools.keys import use_test_keys
 from models.migrate import upgrade
 from models.session import SessionFactory, build_engine
@@ -132,8 +132,7 @@ def pg_db(pg_engine: Engine) -> Iterator[Database]:
 def committed_pg(pg_engine: Engine) -> Iterator[Database]:
     """PostgreSQL with real commits, for tests of concurrency; emptied afterwards."""
     yield Database("postgresql", sessionmaker(bind=pg_engine, expire_on_commit=False))
-    with pg_engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    empty_tables(pg_engine, *TABLES)
 
 
 @pytest.fixture

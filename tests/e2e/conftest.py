@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 from broker.app import create_app
 from broker.publisher import CeleryPublisher
 from config.settings import Settings
-from devtools.database import recreate_database
+from devtools.database import empty_tables, recreate_database
 from devtools.processes import WebhookServer, Worker
 from devtools.stub.server import StubNotifyServer
 from models import CustomerInteraction
@@ -137,8 +137,7 @@ class Pipeline:
 @contextmanager
 def running_pipeline(engine: sa.engine.Engine, folder: Path, name: str) -> Iterator[Pipeline]:
     """Empty tables and broker, the stub provider started; logs kept under ``name``."""
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    empty_tables(engine, *TABLES)
     broker = redis.Redis.from_url(BROKER)
     broker.flushdb()
     stub = StubNotifyServer(api_key=API_KEY).start()

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import sessionmaker
 
 from config.settings import Settings
+from devtools.database import empty_tables
 from devtools.processes import ConsoleServer
 from models import Contact, CustomerInteraction
 from providers.base import OutboundMessage, RecipientRefused, SendReceipt
@@ -84,8 +85,7 @@ class Desk:
 
 @pytest.fixture(scope="module")
 def desk(e2e_engine: sa.engine.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    with e2e_engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    empty_tables(e2e_engine, *TABLES)
     broker = redis.Redis.from_url(BROKER)
     broker.flushdb()
     log_dir = tmp_path_factory.mktemp("console-calls")
