@@ -34,6 +34,7 @@ class Hold(enum.StrEnum):
     DAILY_LIMIT = "daily_limit"  # the provider's daily limit: paused until it resets
     KEY_REFUSED = "key_refused"  # 401/403: the breaker is open until the key changes
     OUTAGE = "outage"  # failures in a row: the breaker is open for a cool-down
+    GATED = "gated"  # the gate asked for did not open (or has no copy in Redis): no slot taken
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,28 @@ class Admission:
     reason: str = ""
     probe: bool = False
     failing: bool = False  # failures are being counted: a success must clear them
+    # Whether the gate asked for was read in the same call (GATED: closed, or no copy).
+    gate_read: bool = False
+    # The gate's copy as read when it did not open; None when it had none.
+    gate_copy: str | None = None
 
     @property
     def admitted(self) -> bool:
         """Whether a slot was taken: the caller sleeps ``wait`` and sends."""
         return self.hold is Hold.GO
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A condition kept in Redis that must let a send go before any slot is booked for it.
+
+    Its copy reads ``<word>|<not before, epoch ms>`` (0: no time set); it opens when the word is
+    ``open_word`` and the time has come. The pacer reads it in the same round trip as the slot,
+    so a message held by it costs no slot and no second call.
+    """
+
+    key: str
+    open_word: str
 
 
 @dataclass(frozen=True)
@@ -92,8 +110,8 @@ class PaceState:
 class Pacer(Protocol):
     """The shared pace of every provider credential."""
 
-    def admit(self, credential: Credential, channel: str) -> Admission:
-        """Take a slot for one send on ``channel``, or say how long to wait."""
+    def admit(self, credential: Credential, channel: str, gate: Gate | None = None) -> Admission:
+        """Take a slot for one send on ``channel`` (if ``gate`` opens), or say how long to wait."""
 
     def rate_limited(self, credential: Credential, retry_after: float | None) -> None:
         """The provider answered 429 for its per-minute limit: everyone backs off."""
@@ -133,12 +151,26 @@ class PaceSettings:
     backoff_seconds: float = 1.0
 
 
-# KEYS: schedule, backoff, paused hash, breaker hash, probe flag, failure count.
+# KEYS: schedule, backoff, paused hash, breaker hash, probe flag, failure count, and a gate's
+# copy when one is asked for (read first: a closed gate answers before anything is booked).
 # The last answer is 1 for the probe of a half-open breaker, 2 when failures are being counted
-# (so that a success must clear them), else 0.
-# ARGV: now (ms), interval (ms), horizon (ms), probe lifetime (ms), channel.
+# (so that a success must clear them), else 0; a closed gate's answer carries its copy (false
+# when there is none).
+# ARGV: now (ms), interval (ms), horizon (ms), probe lifetime (ms), channel, the gate's word.
 _ADMIT = """
 local now = tonumber(ARGV[1])
+if KEYS[7] then
+  local copy = redis.call('GET', KEYS[7])
+  if not copy then
+    return {'gated', 0, false, 0}
+  end
+  local bar = string.find(copy, '|', 1, true)
+  local word = bar and string.sub(copy, 1, bar - 1) or copy
+  local at = bar and tonumber(string.sub(copy, bar + 1)) or 0
+  if word ~= ARGV[6] or (at or 0) > now then
+    return {'gated', 0, copy, 0}
+  end
+end
 local until_ms = tonumber(redis.call('HGET', KEYS[3], ARGV[5] .. ':until') or '0')
 if until_ms > now then
   return {'daily_limit', until_ms - now, redis.call('HGET', KEYS[3], ARGV[5] .. ':reason') or '', 0}
@@ -177,6 +209,9 @@ return {'go', slot - now, '', probe}
 """
 
 
+_ADMIT_KEYS = ("schedule", "backoff", "paused", "breaker", "probe", "failures")
+
+
 class RedisPacer:
     """The shared pace, kept in Redis with one round trip per admission."""
 
@@ -190,23 +225,29 @@ class RedisPacer:
         """A pacer on the Redis server at ``url`` (the broker's, usually)."""
         return cls(redis.Redis.from_url(url, socket_timeout=5), settings)
 
-    def admit(self, credential: Credential, channel: str) -> Admission:
-        """Take a slot for one send on ``channel``, or say how long to wait."""
+    def admit(self, credential: Credential, channel: str, gate: Gate | None = None) -> Admission:
+        """Take a slot for one send on ``channel``, or say how long to wait.
+
+        With ``gate``, the slot is taken only if the gate opens, read in the same round trip.
+        """
         interval_ms = 60_000.0 / (max(1, credential.per_minute) * self._settings.headroom)
-        keys = [_k(credential, name) for name in ("schedule", "backoff", "paused", "breaker")]
-        answer: list[Any] = self._admit(
-            keys=[*keys, _k(credential, "probe"), _k(credential, "failures")],
-            args=[
-                _now_ms(),
-                interval_ms,
-                self._settings.horizon_seconds * 1000,
-                int(self._settings.cooldown_seconds * 1000),
-                channel,
-            ],
-        )
-        hold, wait_ms, reason, flag = answer
+        keys = [_k(credential, name) for name in _ADMIT_KEYS]
+        args: list[Any] = [
+            _now_ms(),
+            interval_ms,
+            self._settings.horizon_seconds * 1000,
+            int(self._settings.cooldown_seconds * 1000),
+            channel,
+        ]
+        if gate is not None:
+            keys.append(gate.key)
+            args.append(gate.open_word)
+        hold, wait_ms, reason, flag = self._admit(keys=keys, args=args)
+        held = Hold(_text(hold))
+        if held is Hold.GATED:
+            return Admission(held, 0.0, gate_read=True, gate_copy=_text(reason) or None)
         return Admission(
-            Hold(_text(hold)), float(wait_ms) / 1000, _text(reason), flag == 1, flag == 2
+            held, float(wait_ms) / 1000, _text(reason), flag == 1, flag == 2, gate is not None
         )
 
     def rate_limited(self, credential: Credential, retry_after: float | None) -> None:
@@ -302,8 +343,8 @@ class RedisPacer:
 class Unpaced:
     """No shared pace: the embedded default, whose broker is not Redis and serves one machine."""
 
-    def admit(self, credential: Credential, channel: str) -> Admission:
-        """Always go."""
+    def admit(self, credential: Credential, channel: str, gate: Gate | None = None) -> Admission:
+        """Always go; a gate is not read here (``gate_read`` False: its caller asks it)."""
         return Admission(Hold.GO, 0.0)
 
     def rate_limited(self, credential: Credential, retry_after: float | None) -> None:

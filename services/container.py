@@ -222,7 +222,7 @@ class Container:
         # A container given its own sessions (a test's, rolled back) writes through those alone.
         alone = None if "sessions" in self._given else self.engine
         return CommunicationService(
-            self.sessions, self.providers, self.settings, utcnow, self.pace, alone
+            self.sessions, self.providers, self.settings, utcnow, self.pace, alone, self.batch_gate
         )
 
     @part

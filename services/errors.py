@@ -40,3 +40,12 @@ class Deferred(Exception):
         self.wait = wait
         self.reason = reason
         self.until = until
+
+
+class BatchHeld(Exception):
+    """The message's batch does not let it go now: ``verdict`` says hold (park it) or drop."""
+
+    def __init__(self, batch_id: str, verdict: str) -> None:
+        super().__init__(f"batch {batch_id}: {verdict}")
+        self.batch_id = batch_id
+        self.verdict = verdict

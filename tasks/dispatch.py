@@ -13,7 +13,7 @@ from config.celery import TaskName
 from models.enums import ChannelType
 from providers.pacing import Hold
 from services.container import container
-from services.errors import Deferred, InvalidInput, TransientDispatchError
+from services.errors import BatchHeld, Deferred, InvalidInput, TransientDispatchError
 from services.sending.batch_control import Verdict, forget_dropped
 from services.sending.parking import batch_lot, park
 from tasks.base import backoff, project_task, requeue
@@ -46,8 +46,6 @@ def dispatch(
     settings = here.settings
     context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
     try:
-        if batch_id is not None and not admitted_by_batch(self, batch_id, idempotency_key):
-            return
         result = here.communication.dispatch(
             customer_id,
             channel,
@@ -61,6 +59,9 @@ def dispatch(
     except InvalidInput as exc:
         # Retrying cannot make bad input good; the producer validates, so this is rare.
         log.warning("dispatch refused: %s", exc, extra=context)
+        return
+    except BatchHeld as exc:
+        held_by_batch(self, exc.batch_id, Verdict(exc.verdict), idempotency_key)
         return
     except Deferred as exc:
         defer(self, exc)
@@ -95,29 +96,24 @@ def dispatch(
     log.debug("dispatch %s", result.outcome.value, extra=context)
 
 
-def admitted_by_batch(task: Task, batch_id: str, idempotency_key: str) -> bool:
-    """Whether the batch lets this message go now; if not, it is parked or dropped here.
+def held_by_batch(task: Task, batch_id: str, verdict: Verdict, idempotency_key: str) -> None:
+    """Park or drop a message its batch does not let go; nothing was claimed for it.
 
-    Asked before anything is claimed: a paused or scheduled batch's message waits parked, and
-    goes out again on resume or at its time; a cancelled batch's message is dropped.
+    A paused or scheduled batch's message waits parked, and goes out again on resume or at its
+    time; a cancelled batch's message is dropped.
     """
     here = container()
-    verdict = here.batch_gate.verdict(batch_id)
     context = {"idempotency_key": idempotency_key, "batch_id": batch_id}
-    if verdict is Verdict.GO:
-        return True
+    metrics.batch_message_held(verdict)
     if verdict is Verdict.DROP:
         forget_dropped(here.sessions, idempotency_key)
-        metrics.batch_message_held(verdict)
         log.info("dispatch dropped: the batch was cancelled", extra=context)
-        return False
-    metrics.batch_message_held(verdict)
+        return
     if here.parking is not None:
         here.parking.park(batch_lot(batch_id), idempotency_key, dict(task.request.kwargs or {}))
         log.debug("dispatch parked: the batch is paused or not due", extra=context)
     else:
         requeue(task, BATCH_HOLD_RECHECK_SECONDS, task.request.retries)
-    return False
 
 
 def defer(task: Task, deferred: Deferred) -> None:

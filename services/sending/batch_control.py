@@ -4,8 +4,9 @@ The batch's row is the truth; each change is recorded with who made it and why, 
 run of its producer (who started it, who ran it again to resume it). Every dispatch
 of a batch asks the gate before it claims anything: a paused or not-yet-due batch's messages
 are parked (and go out again on resume, or when the time comes), a cancelled batch's are
-dropped. The gate reads a copy of the state kept in Redis, one round trip per message, and
-goes to the database when the copy is missing (Redis restarted) or there is no Redis at all.
+dropped. The gate reads a copy of the state kept in Redis, in the same round trip as the
+provider's pace slot (so a held message books no slot), and goes to the database when the copy
+is missing (Redis restarted) or there is no Redis at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from models.base import utcnow
 from models.batch import Batch, BatchAction, BatchState
 from models.queued import QueuedMessage
 from models.session import SessionFactory
+from providers.pacing import Admission, Gate, Hold
 from services.errors import InvalidInput
 from services.sending import validation
 
@@ -96,6 +98,23 @@ class BatchGate:
         if steering is not None:
             self.mirror(batch_id, steering)
         return steering
+
+    def pace_gate(self, batch_id: str) -> Gate | None:
+        """The batch's Redis copy as a gate the provider's pace reads with the slot; None
+        without Redis."""
+        return Gate(_key(batch_id), BatchState.SENDING.value) if self._redis is not None else None
+
+    def verdict_after(self, batch_id: str, admission: Admission, now: datetime) -> Verdict:
+        """What a dispatch of ``batch_id`` does, given what its pace admission read of the gate.
+
+        A gate that opened is GO; a closed one is decoded from the copy read; one not read (the
+        provider is not paced) or with no copy (Redis restarted) is asked here as ``verdict``.
+        """
+        if admission.gate_read and admission.hold is not Hold.GATED:
+            return Verdict.GO
+        if admission.gate_copy is not None:
+            return Steering.decode(admission.gate_copy).verdict(now)
+        return self.verdict(batch_id, now)
 
     def mirror(self, batch_id: str, steering: Steering) -> None:
         """Write the Redis copy of a batch's state."""

@@ -25,15 +25,17 @@ from providers.base import (
     NoProviderForChannel,
     OutboundMessage,
     PermanentProviderError,
+    Provider,
     RateLimited,
     RecipientRefused,
     SendReceipt,
     TransientProviderError,
 )
+from providers.pacing import Admission, Hold
 from providers.registry import ProviderRegistry
 from services.archive.timeline import history_with_archive
 from services.callbacks import status_events
-from services.errors import InvalidInput, InvalidRecipient, TransientDispatchError
+from services.errors import BatchHeld, InvalidInput, InvalidRecipient, TransientDispatchError
 from services.ledger import history, writes
 from services.records import (
     DispatchOutcome,
@@ -43,6 +45,7 @@ from services.records import (
     StatusUpdate,
 )
 from services.sending import claims, suppression, validation
+from services.sending.batch_control import BatchGate, Verdict
 from services.sending.claims import Claim, ClaimState, DispatchRequest
 from services.sending.pacing import PaceKeeper
 from telemetry import metrics
@@ -73,12 +76,15 @@ class CommunicationService:
         clock: Callable[[], datetime] = utcnow,
         pace: PaceKeeper | None = None,
         alone: sa.Engine | None = None,
+        batches: BatchGate | None = None,
     ) -> None:
         """``alone``: the engine whose pooled connections take the dispatch's two usual writes
         (the claim, SENT) each as a statement of its own, with no session around it; None runs
-        them in sessions (a test's, rolled back at its end)."""
+        them in sessions (a test's, rolled back at its end). ``batches``: the gate a batch's
+        message must pass before anything is claimed; None sends whatever it is given."""
         self._sessions = session_factory
         self._alone = alone
+        self._batches = batches
         self._providers = providers
         self._settings = settings or get_settings()
         self._clock = clock
@@ -121,7 +127,7 @@ class CommunicationService:
             provider = self._providers.for_channel(request.channel)
         except NoProviderForChannel as exc:
             raise InvalidInput("channel", str(exc)) from None
-        admission = self._pace.admit(provider, request.channel)
+        admission = self._admit(provider, request.channel, batch_id)
         now = self._clock()
         lease = self._settings.claim_lease_seconds
         claim, address, failure = self._claim(request, recipient, now, lease)
@@ -168,6 +174,24 @@ class CommunicationService:
             return DispatchResult(DispatchOutcome.IN_FLIGHT, self._record(claim.interaction_id))
         self._pace.succeeded(provider, admission)
         return self._sent(claim, receipt, address)
+
+    def _admit(self, provider: Provider, channel: ChannelType, batch_id: str | None) -> Admission:
+        """The provider's slot for this send, once its batch (if any) lets it go.
+
+        The batch's gate is read in the pace's own round trip where the provider is paced; a
+        held or dropped message raises BatchHeld having booked nothing.
+        """
+        gates = self._batches if batch_id is not None else None
+        if gates is None or batch_id is None:
+            return self._pace.admit(provider, channel)
+        admission = self._pace.admit(provider, channel, gates.pace_gate(batch_id))
+        verdict = gates.verdict_after(batch_id, admission, self._clock())
+        if verdict is not Verdict.GO:
+            raise BatchHeld(batch_id, verdict)
+        if admission.hold is Hold.GATED:
+            # The gate had no copy in Redis; the database said go, and put the copy back.
+            admission = self._pace.admit(provider, channel)
+        return admission
 
     def _claim(
         self, request: DispatchRequest, recipient: str | None, now: datetime, lease: float

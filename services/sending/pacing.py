@@ -19,7 +19,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import ChannelType
 from providers.base import DailyLimitReached, KeyRefused, Provider, ProviderError, RateLimited
-from providers.pacing import Admission, Hold, Pacer, PaceState, Unpaced
+from providers.pacing import Admission, Gate, Hold, Pacer, PaceState, Unpaced
 from services.errors import Deferred
 from telemetry import metrics
 
@@ -47,13 +47,22 @@ class PaceKeeper:
         self._sleep = sleep
         self._clock = clock
 
-    def admit(self, provider: Provider, channel: ChannelType) -> Admission:
-        """Wait for this send's slot, or raise Deferred when it is not near."""
+    def admit(
+        self, provider: Provider, channel: ChannelType, gate: Gate | None = None
+    ) -> Admission:
+        """Wait for this send's slot, or raise Deferred when it is not near.
+
+        With ``gate``, a closed gate is answered (``Hold.GATED``) before any slot is taken,
+        and it is read again with each booking; the gate is the caller's to ask when the
+        answer says it was not read (``gate_read`` False: the provider is not paced).
+        """
         credential = provider.credential
         if credential is None:
             return GO_NOW
         for _ in range(MAX_REBOOKINGS):
-            admission = self._pacer.admit(credential, channel.value)
+            admission = self._pacer.admit(credential, channel.value, gate)
+            if admission.hold is Hold.GATED:
+                return admission
             if not admission.admitted:
                 metrics.send_deferred(provider.name, admission.hold)
                 raise Deferred(admission.hold, admission.wait, admission.reason)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -17,12 +19,14 @@ import sqlalchemy as sa
 from config.settings import Settings
 from devtools.stub.server import StubNotifyServer
 from models import CustomerInteraction, InteractionEvent
-from models.enums import EventKind, InteractionStatus
+from models.batch import Batch, BatchState
+from models.enums import ChannelType, EventKind, InteractionStatus
 from providers.notify import NotifyProvider
 from providers.pacing import Hold, PaceSettings, RedisPacer
 from providers.registry import ProviderRegistry
-from services.errors import Deferred, TransientDispatchError
-from services.records import DispatchOutcome
+from services.errors import BatchHeld, Deferred, TransientDispatchError
+from services.records import DispatchOutcome, DispatchResult
+from services.sending.batch_control import BatchGate, Steering, Verdict
 from services.sending.communication import CommunicationService
 from services.sending.pacing import PaceKeeper, describe
 from tests.conftest import Database
@@ -202,3 +206,123 @@ def test_a_message_the_provider_rejects_still_fails_at_once(
     assert good.outcome is DispatchOutcome.SENT
     assert bad.outcome is DispatchOutcome.FAILED
     assert bad.interaction.failure_reason
+
+
+class CommandLog(redis.Redis):
+    """The real Redis client, keeping the name of every command it sends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[str] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture
+def batch_service(
+    committed_pg: Database, notify: NotifyProvider, client: redis.Redis, test_settings: Settings
+) -> Iterator[tuple[CommunicationService, CommandLog, BatchGate]]:
+    commands = CommandLog.from_url(BROKER)
+    pace = PaceKeeper(RedisPacer(commands, PaceSettings(horizon_seconds=2)), test_settings)
+    # The pace and the batch gate on one client, so every command of either is counted.
+    gate = BatchGate(committed_pg.sessions, commands)
+    service = CommunicationService(
+        committed_pg.sessions,
+        ProviderRegistry.single(notify),
+        test_settings,
+        pace=pace,
+        batches=gate,
+    )
+    yield service, commands, gate
+    for key in client.scan_iter("interactions:batch:*"):
+        client.delete(key)
+    commands.close()
+
+
+def _batch_send(service: CommunicationService, batch_id: str, key: str) -> DispatchResult:
+    return service.dispatch(
+        "C-1", "email", "welcome", {"name": "Ada"}, key, "person@example.org", batch_id=batch_id
+    )
+
+
+def _schedule(client: redis.Redis, notify: NotifyProvider) -> bytes | None:
+    assert notify.credential is not None
+    value: bytes | None = client.get(f"{notify.credential.key}:schedule")
+    return value
+
+
+@pytest.mark.parametrize(
+    ("steering", "verdict"),
+    [
+        (Steering(BatchState.PAUSED, None), Verdict.HOLD),
+        (Steering(BatchState.CANCELLED, None), Verdict.DROP),
+        (Steering(BatchState.SENDING, datetime.now(UTC) + timedelta(hours=1)), Verdict.HOLD),
+    ],
+)
+def test_a_held_batch_message_is_stopped_by_the_pace_call_itself_and_books_no_slot(
+    batch_service: tuple[CommunicationService, CommandLog, BatchGate],
+    committed_pg: Database,
+    stub_notify: StubNotifyServer,
+    notify: NotifyProvider,
+    client: redis.Redis,
+    steering: Steering,
+    verdict: Verdict,
+) -> None:
+    service, commands, gate = batch_service
+    batch = f"b-{uuid.uuid4().hex[:8]}"
+    gate.mirror(batch, steering)
+    commands.sent.clear()
+    received = stub_notify.stats()["received"]
+    key = unique_key()
+    with pytest.raises(BatchHeld) as held:
+        _batch_send(service, batch, key)
+    assert (held.value.batch_id, held.value.verdict) == (batch, verdict)
+    # One script call read the gate and took nothing: no slot, no request, no row.
+    assert commands.sent == ["EVALSHA"]
+    assert _schedule(client, notify) is None
+    assert stub_notify.stats()["received"] == received
+    with committed_pg.sessions() as session:
+        found = sa.select(sa.func.count()).where(CustomerInteraction.idempotency_key == key)
+        assert session.scalar(found) == 0
+
+
+def test_an_open_batch_message_goes_with_one_redis_call_for_its_pace_and_its_batch(
+    batch_service: tuple[CommunicationService, CommandLog, BatchGate],
+    notify: NotifyProvider,
+    client: redis.Redis,
+) -> None:
+    service, commands, gate = batch_service
+    batch = f"b-{uuid.uuid4().hex[:8]}"
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    gate.mirror(batch, Steering(BatchState.SENDING, past))
+    commands.sent.clear()
+    assert _batch_send(service, batch, unique_key()).outcome is DispatchOutcome.SENT
+    assert commands.sent == ["EVALSHA"]
+    assert _schedule(client, notify) is not None  # a slot was booked for it
+
+
+def test_a_batch_whose_copy_redis_lost_is_asked_of_the_database_and_copied_back(
+    batch_service: tuple[CommunicationService, CommandLog, BatchGate],
+    committed_pg: Database,
+    notify: NotifyProvider,
+    client: redis.Redis,
+) -> None:
+    service, commands, _ = batch_service
+    sending, paused = (f"b-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    with committed_pg.sessions() as session, session.begin():
+        for batch_id, state in ((sending, BatchState.SENDING), (paused, BatchState.PAUSED)):
+            session.add(
+                Batch(id=batch_id, channel=ChannelType.EMAIL, template_key="welcome", state=state)
+            )
+    with pytest.raises(BatchHeld) as held:
+        _batch_send(service, paused, unique_key())
+    assert held.value.verdict == Verdict.HOLD
+    assert _schedule(client, notify) is None
+    assert _batch_send(service, sending, unique_key()).outcome is DispatchOutcome.SENT
+    # Read from the database, copied back: the next message's gate is read with its slot.
+    assert client.get(f"interactions:batch:{sending}") == b"sending|0"
+    commands.sent.clear()
+    assert _batch_send(service, sending, unique_key()).outcome is DispatchOutcome.SENT
+    assert commands.sent == ["EVALSHA"]
