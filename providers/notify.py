@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import MaxRetryError
 
@@ -243,6 +245,10 @@ class NotifyProvider(Provider):
         self._identities = dict(sender_identities or {})
         self._timeouts = (connect_timeout, timeout)
         self._session = _pooled_session(pool_size, self._base_url)
+        self._adapter = self._session.get_adapter(self._base_url)
+        self._headers = {name: str(value) for name, value in self._session.headers.items()}
+        verify = self._session.verify
+        self._verify: bool | str = True if verify is None else verify
         self.credential = Credential.of(self.name, api_key, per_minute)
 
     @classmethod
@@ -281,13 +287,7 @@ class NotifyProvider(Provider):
             **self._sender_fields(message),
         }
         try:
-            response = self._session.post(
-                self._base_url + path,
-                json=body,
-                headers=self._auth(),
-                timeout=self._timeouts,
-                allow_redirects=False,
-            )
+            response = self._post(path, body)
         except requests.ReadTimeout as exc:
             raise AmbiguousProviderError(
                 f"notify did not answer within {self._timeouts[1]:g}s; it may have the message"
@@ -327,6 +327,39 @@ class NotifyProvider(Provider):
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        """POST ``body`` as JSON on the pooled connections, the answer read whole.
+
+        The request is built here and handed straight to the session's adapter: what
+        ``Session.post`` adds around it (URL parsing and quoting, cookies, hooks, redirects,
+        merged settings) is half the CPU of a send and none of it applies to a fixed API URL
+        with its own Authorization header. Timeouts, the proxy, TLS verification and the
+        errors raised are the session's own.
+        """
+        prepared = requests.PreparedRequest()
+        prepared.method = "POST"
+        prepared.url = self._base_url + path
+        prepared.body = json.dumps(body, allow_nan=False).encode()
+        prepared.headers = CaseInsensitiveDict(
+            {
+                **self._headers,
+                "Authorization": f"Bearer {self._tokens.token()}",
+                "Content-Type": "application/json",
+                "Content-Length": str(len(prepared.body)),
+            }
+        )
+        prepared.hooks = {"response": []}
+        response = self._adapter.send(
+            prepared,
+            timeout=self._timeouts,
+            verify=self._verify,
+            proxies=self._session.proxies,
+        )
+        # Read now, as the session would: a broken answer raises here, and the connection
+        # goes back to the pool.
+        _ = response.content
+        return response
 
     def _endpoint(self, message: OutboundMessage) -> tuple[str, str]:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import signal
 import socket
 import subprocess
@@ -427,3 +428,58 @@ def test_dispatch_records_a_notify_rejection_without_personal_data(
     reason = result.interaction.failure_reason
     assert reason is not None and "notify rejected the message (400" in reason
     assert "blocked.person" not in reason
+
+
+@contextmanager
+def forwarding_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A plain HTTP proxy on loopback that forwards each request and notes the URL asked for."""
+    asked: list[str] = []
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked.append(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = {
+                name: value
+                for name, value in self.headers.items()
+                if name.lower() not in ("host", "proxy-connection", "connection")
+            }
+            direct = requests.Session()
+            direct.trust_env = False  # the proxy itself goes straight to the stub
+            answer = direct.post(self.path, data=body, headers=headers, timeout=5)
+            direct.close()
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_proxy_named_by_the_environment_carries_the_sends(
+    stub: StubNotifyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with forwarding_proxy() as (proxy, asked):
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        provider = notify_provider_for(stub)
+        try:
+            message = email()
+            receipt = provider.send(message)
+        finally:
+            provider.close()
+    assert asked == [f"{stub.url}/v2/notifications/email"]
+    [stored] = stub.notifications(message.reference)
+    assert receipt.provider_reference == stored["id"]
