@@ -50,11 +50,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_paused_batch_stops_idles_and_resumes_exactly_once(pipeline: Pipeline) -> None:
-    count = 1200
+    count = 600
     pipeline.stub.configure(latency_ms=5)
     worker = pipeline.start_worker()
     pipeline.send_batch("paused", count)
-    wait_until(lambda: _accepted(pipeline) >= 300, 60, "a start")
+    wait_until(lambda: _accepted(pipeline) >= 150, 60, "a start")
     gate = _gate(pipeline)
     change_state(pipeline.sessions, gate, "paused", "pause", "ops", "wrong template")
     time.sleep(3)  # in-flight claims finish; the rest park
@@ -76,11 +76,11 @@ def test_a_paused_batch_stops_idles_and_resumes_exactly_once(pipeline: Pipeline)
 
 
 def test_a_cancelled_batch_sends_nothing_more_and_adds_up(pipeline: Pipeline) -> None:
-    count = 2000
+    count = 1000
     pipeline.stub.configure(latency_ms=5)
     pipeline.start_worker()
     pipeline.send_batch("cancelled", count)
-    wait_until(lambda: _accepted(pipeline) >= 300, 60, "a start")
+    wait_until(lambda: _accepted(pipeline) >= 150, 60, "a start")
     change_state(pipeline.sessions, _gate(pipeline), "cancelled", "cancel", "ops", "recalled")
     time.sleep(3)  # claims in flight when the cancel came finish
     settled = _accepted(pipeline)
@@ -125,7 +125,7 @@ def test_a_scheduled_batch_waits_for_its_time(pipeline: Pipeline) -> None:
 
 
 def test_pausing_while_the_producer_still_enqueues(pipeline: Pipeline) -> None:
-    count = 1500
+    count = 600
     pipeline.stub.configure(latency_ms=5)
     gate = _gate(pipeline)
     rows = (RecipientRow(i + 1, f"C-{i}", f"p{i}@example.org", {}) for i in range(count))

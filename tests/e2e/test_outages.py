@@ -26,8 +26,9 @@ from services.sending.reconciliation import Reconciler
 from tests.e2e.conftest import BROKER, Pipeline
 
 pytestmark = pytest.mark.e2e
-DATABASE_OUTAGE_SECONDS = float(os.environ.get("E2E_DATABASE_OUTAGE_SECONDS", "20"))
-BROKER_OUTAGE_SECONDS = float(os.environ.get("E2E_BROKER_OUTAGE_SECONDS", "20"))
+# Long enough for several retries and reconnections; E2E_*_OUTAGE_SECONDS=60 the longer runs.
+DATABASE_OUTAGE_SECONDS = float(os.environ.get("E2E_DATABASE_OUTAGE_SECONDS", "10"))
+BROKER_OUTAGE_SECONDS = float(os.environ.get("E2E_BROKER_OUTAGE_SECONDS", "10"))
 
 
 def _through(url: str, proxy: TcpProxy) -> str:
@@ -70,7 +71,7 @@ def test_a_database_outage_leaves_every_provider_attempt_to_the_provider(
 
 def test_a_broker_that_comes_back_empty_loses_no_recipient(pipeline: Pipeline) -> None:
     proxy = TcpProxy("127.0.0.1", 6379)
-    count = 600
+    count = 300
     try:
         broker_url = _through(BROKER, proxy)
         pipeline.settings = pipeline.settings.model_copy(update={"broker_url": broker_url})
@@ -86,7 +87,7 @@ def test_a_broker_that_comes_back_empty_loses_no_recipient(pipeline: Pipeline) -
         BatchProducer(pipeline.sessions, pipeline.publisher, pipeline.settings, epoch.current).run(
             "broker-loss", "email", "welcome", rows
         )
-        wait_until(lambda: pipeline.stub.stats()["accepted"] >= 150, 60, "a start")
+        wait_until(lambda: pipeline.stub.stats()["accepted"] >= 75, 60, "a start")
         proxy.cut()
         redis.Redis.from_url(BROKER).flushdb()  # Redis keeps nothing on disk: back, it is empty
         time.sleep(BROKER_OUTAGE_SECONDS)
