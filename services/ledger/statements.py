@@ -10,7 +10,11 @@ these do not cover (another dialect, a taken key, a suppressed address, a callba
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+import time
+import weakref
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -146,42 +150,37 @@ class Prepared:
         return self._processed(fetched, results)
 
     def rows_alone(self, engine: sa.Engine, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """The same, the statement its own transaction on a pooled connection, with no session.
+        """The same, the statement its own transaction on the thread's own connection.
 
-        One statement is atomic alone: the connection is put in autocommit for it (a flag in
-        the driver, no round trip), so there is no BEGIN or COMMIT to send, and no session's
-        begin, commit and close to keep. A lost connection is invalidated with every pooled
-        one of its age, and the error is a ``DBAPIError``, as through a session.
+        One statement is atomic alone: it runs in autocommit, so there is no BEGIN or COMMIT to
+        send and no session to begin, commit and close, on a connection this thread keeps for
+        such statements (``ThreadConnections``) rather than one checked out of the pool and
+        back for each. A lost connection is closed, every pooled one of its age invalidated,
+        and the error is a ``DBAPIError``, as through a session.
         """
         dialect = engine.dialect
         sql, binds, results = self._render(dialect)
-        pooled = engine.raw_connection()
-        driver: Any = pooled.driver_connection
+        held = ThreadConnections.of(engine)
+        driver = held.driver()
+        cursor = driver.cursor()
         try:
-            driver.autocommit = True
-            cursor = driver.cursor()
-            try:
-                fetched = self._fetch(cursor, sql, binds, params)
-            except dialect.loaded_dbapi.Error as exc:
-                lost = dialect.is_disconnect(exc, driver, cursor)
-                if lost:
-                    pooled.invalidate(exc)
-                    engine.pool._invalidate(pooled, exc)
-                raise sa.exc.DBAPIError.instance(
-                    sql,
-                    None,
-                    exc,
-                    dialect.loaded_dbapi.Error,
-                    hide_parameters=True,
-                    connection_invalidated=lost,
-                    dialect=dialect,
-                ) from exc
-            finally:
-                cursor.close()
+            fetched = self._fetch(cursor, sql, binds, params)
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, driver, cursor)
+            if lost:
+                held.lost(exc)
+            raise sa.exc.DBAPIError.instance(
+                sql,
+                None,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from exc
         finally:
-            if not driver.closed:
-                driver.autocommit = False
-            pooled.close()
+            if not cursor.closed:
+                cursor.close()
         return self._processed(fetched, results)
 
     @staticmethod
@@ -202,6 +201,77 @@ class Prepared:
             }
             for row in fetched
         ]
+
+
+class ThreadConnections:
+    """Each thread's own autocommit connection to an engine's database, for one-statement writes.
+
+    A worker thread sends a dispatch's claim and its SENT each as one statement; holding one
+    connection for them (as the bare pipeline does) spares a pool checkout and return per
+    statement, about a tenth of a millisecond of CPU a message among 32 threads. The connection
+    is the engine's own (its URL, connect arguments and application name), taken from the pool
+    and detached from it, so the pool keeps its size for everything else; a thread holds it
+    between statements only, never across a provider call's transaction, since there is none.
+    It is opened again when lost, when the pool is invalidated or disposed of, and after the
+    engine's ``pool_recycle`` seconds.
+    """
+
+    _registry: ClassVar[weakref.WeakKeyDictionary[sa.Engine, ThreadConnections]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        recycle = engine.pool._recycle
+        self._max_age = float(recycle) if recycle and recycle > 0 else None
+
+    @classmethod
+    def of(cls, engine: sa.Engine) -> ThreadConnections:
+        """The engine's per-thread connections, made on first use."""
+        found = cls._registry.get(engine)
+        if found is None:
+            with cls._registry_lock:
+                found = cls._registry.setdefault(engine, cls(engine))
+        return found
+
+    def driver(self) -> Any:
+        """This thread's DBAPI connection, in autocommit; opened (again) when needed."""
+        held = getattr(self._local, "held", None)
+        pool = self._engine.pool
+        if held is not None:
+            _, driver, born, opened_from = held
+            # From a pool since disposed of, or older than its last invalidation (another
+            # thread met a lost connection): replaced now, as the pool replaces its own.
+            fresh = (
+                opened_from is pool
+                and born > pool._invalidate_time
+                and (self._max_age is None or time.time() - born < self._max_age)
+            )
+            if fresh and not driver.closed:
+                return driver
+            self._close()
+        fairy = self._engine.raw_connection()
+        opened: Any = fairy.driver_connection
+        fairy.detach()
+        opened.autocommit = True
+        self._local.held = (fairy, opened, time.time(), pool)
+        return opened
+
+    def lost(self, exc: BaseException) -> None:
+        """The connection died: close it, and have the pool replace those of its age."""
+        held = getattr(self._local, "held", None)
+        self._close()
+        if held is not None:
+            self._engine.pool._invalidate(held[0], exc, _checkin=False)
+
+    def _close(self) -> None:
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held[0].close()
 
 
 first_attempt = Prepared(

@@ -16,6 +16,7 @@ from models.enums import ChannelType
 from models.event import InteractionEvent
 from providers.registry import ProviderRegistry
 from services.errors import InvalidInput
+from services.ledger.statements import ThreadConnections
 from services.records import DispatchOutcome
 from services.sending import suppression
 from services.sending.communication import CommunicationService
@@ -213,3 +214,33 @@ def test_writes_alone_fall_back_to_sessions_for_every_unusual_case(
             sa.select(InteractionEvent.kind).order_by(InteractionEvent.id)
         ).all()
     assert [kind.value for kind in events].count("attempt_started") == 3
+
+
+def test_a_thread_keeps_one_connection_for_its_writes_alone_and_the_pool_keeps_its_own(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> None:
+    service = CommunicationService(
+        committed_pg.sessions,
+        ProviderRegistry.single(FakeProvider()),
+        test_settings,
+        alone=pg_engine,
+    )
+    held = ThreadConnections.of(pg_engine)
+
+    def send_and_say_backend(key: str) -> int:
+        result = service.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
+        assert result.outcome is DispatchOutcome.SENT
+        backend: int = held.driver().get_backend_pid()
+        return backend
+
+    pg_engine.dispose()
+    here = {send_and_say_backend(f"here-{n}") for n in range(5)}
+    assert len(here) == 1, "one connection for every claim and SENT of this thread"
+    assert pg_engine.pool.checkedout() == 0, "nothing held out of the pool between statements"
+    with ThreadPoolExecutor(max_workers=1) as other:
+        there = other.submit(send_and_say_backend, "there").result()
+    assert there not in here, "each thread has its own"
+    # Disposed of (or invalidated after a lost connection), the pool's age ends the thread's
+    # connection too: the next statement opens a new one.
+    pg_engine.dispose()
+    assert send_and_say_backend("after") not in here
