@@ -40,6 +40,7 @@ from services.clients.key_cache import KeyCache
 from services.clients.keys import ApiKeys
 from services.clients.rate import RateLimit
 from services.clients.tokens import TokenVerifier
+from services.ledger.statements import ThreadConnections
 from services.sending.acceptance import Acceptance
 from services.sending.batch_control import BatchGate
 from services.sending.batches import BatchProducer, Publisher
@@ -391,6 +392,7 @@ class Container:
         for name in ("engine", "autocommit_engine"):
             engine = self._parts.get(name)
             if isinstance(engine, Engine) and name not in self._given:
+                ThreadConnections.close_all(engine)
                 engine.dispose()
 
 

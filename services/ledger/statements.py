@@ -168,7 +168,7 @@ class Prepared:
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, driver, cursor)
             if lost:
-                held.lost(exc)
+                held.lost()
             raise sa.exc.DBAPIError.instance(
                 sql,
                 None,
@@ -210,10 +210,11 @@ class ThreadConnections:
     connection for them (as the bare pipeline does) spares a pool checkout and return per
     statement, about a tenth of a millisecond of CPU a message among 32 threads. The connection
     is the engine's own (its URL, connect arguments and application name), taken from the pool
-    and detached from it, so the pool keeps its size for everything else; a thread holds it
-    between statements only, never across a provider call's transaction, since there is none.
-    It is opened again when lost, when the pool is invalidated or disposed of, and after the
-    engine's ``pool_recycle`` seconds.
+    and detached from it, so the pool keeps its size for everything else. The thread keeps it
+    open between messages, never with a transaction open (each statement commits alone). It
+    is opened again when lost, when the pool is invalidated or disposed of, and once it is
+    ``pool_recycle`` seconds old (counted from when it was first opened); ``close_all`` closes
+    every one an engine's threads opened (the container does, when it closes).
     """
 
     _registry: ClassVar[weakref.WeakKeyDictionary[sa.Engine, ThreadConnections]] = (
@@ -222,8 +223,11 @@ class ThreadConnections:
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
+        # Weak, as the registry's key is: an engine no one holds goes, with its connections.
+        self._engine = weakref.ref(engine)
         self._local = threading.local()
+        self._opened: set[Any] = set()
+        self._opened_lock = threading.Lock()
         recycle = engine.pool._recycle
         self._max_age = float(recycle) if recycle and recycle > 0 else None
 
@@ -236,12 +240,27 @@ class ThreadConnections:
                 found = cls._registry.setdefault(engine, cls(engine))
         return found
 
+    @classmethod
+    def close_all(cls, engine: sa.Engine) -> None:
+        """Close every connection the engine's threads hold (at exit, or a test's end)."""
+        with cls._registry_lock:
+            found = cls._registry.pop(engine, None)
+        if found is not None:
+            with found._opened_lock:
+                opened, found._opened = found._opened, set()
+            for driver in opened:
+                with contextlib.suppress(Exception):
+                    driver.close()
+
     def driver(self) -> Any:
         """This thread's DBAPI connection, in autocommit; opened (again) when needed."""
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine these connections belong to is gone")
+        pool = engine.pool
         held = getattr(self._local, "held", None)
-        pool = self._engine.pool
         if held is not None:
-            _, driver, born, opened_from = held
+            driver, born, opened_from = held
             # From a pool since disposed of, or older than its last invalidation (another
             # thread met a lost connection): replaced now, as the pool replaces its own.
             fresh = (
@@ -252,26 +271,44 @@ class ThreadConnections:
             if fresh and not driver.closed:
                 return driver
             self._close()
-        fairy = self._engine.raw_connection()
+        fairy = engine.raw_connection()
         opened: Any = fairy.driver_connection
+        # When the pool first opened it (the clock the pool's own recycling and invalidation
+        # use), not now.
+        born = fairy._connection_record.starttime if fairy._connection_record else time.time()
         fairy.detach()
         opened.autocommit = True
-        self._local.held = (fairy, opened, time.time(), pool)
+        with self._opened_lock:
+            self._opened.add(opened)
+        self._local.held = (opened, born, pool)
         return opened
 
-    def lost(self, exc: BaseException) -> None:
-        """The connection died: close it, and have the pool replace those of its age."""
+    def lost(self) -> None:
+        """The connection died: close it, and have the pool replace those opened before it.
+
+        As the pool does for its own: the pool's invalidation time moves to now only if it is
+        older than the lost connection, so a thread finding its dead connection late does not
+        throw away the ones opened since the outage.
+        """
         held = getattr(self._local, "held", None)
         self._close()
-        if held is not None:
-            self._engine.pool._invalidate(held[0], exc, _checkin=False)
+        engine = self._engine()
+        if held is not None and engine is not None and held[2] is engine.pool:
+            pool = engine.pool
+            if pool._invalidate_time < held[1]:
+                pool._invalidate_time = time.time()
 
     def _close(self) -> None:
         held = getattr(self._local, "held", None)
         self._local.held = None
         if held is not None:
+            driver = held[0]
+            with self._opened_lock:
+                self._opened.discard(driver)
+            # The driver's own close: the pool's would first try a rollback, and log it as an
+            # error on a connection already gone.
             with contextlib.suppress(Exception):
-                held[0].close()
+                driver.close()
 
 
 first_attempt = Prepared(

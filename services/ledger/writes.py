@@ -218,7 +218,7 @@ def open_attempt(
 
 
 # Where the dispatch's two one-statement writes run: in a session's transaction, or each alone
-# on a pooled connection of the engine (the worker's happy path, no session at all).
+# on the thread's own connection to the engine (the worker's happy path, no session at all).
 Target = Session | sa.Engine
 
 

@@ -78,8 +78,9 @@ class CommunicationService:
         alone: sa.Engine | None = None,
         batches: BatchGate | None = None,
     ) -> None:
-        """``alone``: the engine whose pooled connections take the dispatch's two usual writes
-        (the claim, SENT) each as a statement of its own, with no session around it; None runs
+        """``alone``: the engine whose connections (one kept by each thread) take the dispatch's
+        two usual writes (the claim, SENT) each as a statement of its own, with no session
+        around it; None runs
         them in sessions (a test's, rolled back at its end). ``batches``: the gate a batch's
         message must pass before anything is claimed; None sends whatever it is given."""
         self._sessions = session_factory

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -244,3 +245,45 @@ def test_a_thread_keeps_one_connection_for_its_writes_alone_and_the_pool_keeps_i
     # connection too: the next statement opens a new one.
     pg_engine.dispose()
     assert send_and_say_backend("after") not in here
+    # Closing the container closes every connection the engine's threads kept.
+    kept = held.driver()
+    ThreadConnections.close_all(pg_engine)
+    assert kept.closed
+
+
+def test_once_one_thread_meets_a_lost_connection_the_older_ones_are_replaced_before_use(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> None:
+    service = CommunicationService(
+        committed_pg.sessions,
+        ProviderRegistry.single(FakeProvider()),
+        test_settings,
+        alone=pg_engine,
+    )
+
+    def send(key: str) -> None:
+        service.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
+
+    def thread_connection() -> Any:
+        return ThreadConnections.of(pg_engine).driver()
+
+    pg_engine.dispose()
+    mine = thread_connection()
+    with ThreadPoolExecutor(max_workers=1) as other:
+        theirs = other.submit(thread_connection).result()
+        # The server ends both (a restart); the other thread finds out first, and reconnects.
+        admin = sa.create_engine(pg_engine.url, poolclass=sa.pool.NullPool)
+        with admin.connect() as connection:
+            for pid in (mine.get_backend_pid(), theirs.get_backend_pid()):
+                connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.dispose()
+        with pytest.raises(sa.exc.DBAPIError):
+            other.submit(send, "theirs-lost").result()
+        other.submit(send, "theirs-again").result()
+        reconnected = other.submit(thread_connection).result()
+        assert reconnected is not theirs
+        # This thread's connection is older than the invalidation: replaced before it is
+        # used, so its next message meets no error, and the other's new one is left alone.
+        send("mine-after")
+        assert thread_connection() is not mine
+        assert other.submit(thread_connection).result() is reconnected
