@@ -6,7 +6,6 @@ stays out of the shell's history and the process list.
 
 from __future__ import annotations
 
-import getpass
 import sys
 
 import click
@@ -15,6 +14,7 @@ from services.container import container
 from services.errors import InvalidInput
 from services.sending.suppression import SuppressionRecord
 from workers import display
+from workers.cli_options import operator
 
 ACTOR_HELP = "Who does it, for the suppression's history (default: the signed-in user)."
 CHANNEL_OPTION = click.option(
@@ -99,7 +99,7 @@ def check_command(channel: str) -> None:
 def add_command(channel: str, actor: str | None) -> None:
     """Suppress the address read from standard input (or a prompt) for the configured days."""
     try:
-        record = container().suppressions.add(channel, read_address(), actor or getpass.getuser())
+        record = container().suppressions.add(channel, read_address(), actor or operator())
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(describe(record))
@@ -112,9 +112,7 @@ def add_command(channel: str, actor: str | None) -> None:
 def remove_command(channel: str, reason: str, actor: str | None) -> None:
     """Lift the suppression of the address read from standard input (or a prompt)."""
     try:
-        lifted = container().suppressions.lift(
-            channel, read_address(), actor or getpass.getuser(), reason
-        )
+        lifted = container().suppressions.lift(channel, read_address(), actor or operator(), reason)
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None
     if not lifted:

@@ -89,8 +89,6 @@ def disclose_timeline(
     if contact.email or contact.phone:
         shown.add(Shown.ADDRESS)
     for record in records:
-        if record.channel not in SENT_CHANNELS:
-            continue
         kinds = _shown_on_card(record)
         if kinds:
             shown |= kinds
@@ -105,8 +103,6 @@ def disclose_interaction(
     if not reads_content():
         return
     shown = _shown_on_card(record)
-    if record.channel in SENT_CHANNELS and record.body_content:
-        shown.add(Shown.BODY)
     if contact is not None and (contact.email or contact.phone):
         shown.add(Shown.ADDRESS)
     uuids = [str(record.interaction_uuid)] if shown else []

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
-
-import sqlalchemy as sa
 
 from models.base import utcnow
 from models.disclosure import StaffDisclosure
@@ -28,20 +25,8 @@ class Shown(enum.StrEnum):
     BODY = "body"
 
 
-@dataclass(frozen=True)
-class Disclosure:
-    """One recorded disclosure, as read back for an audit."""
-
-    actor: str
-    customer_id: str
-    page: str
-    shown: tuple[str, ...]
-    interactions: tuple[str, ...]
-    at: datetime
-
-
 class Disclosures:
-    """Records, and reads back, what staff were shown."""
+    """Records what staff were shown."""
 
     def __init__(self, sessions: SessionFactory, clock: Callable[[], datetime] = utcnow) -> None:
         self._sessions = sessions
@@ -54,11 +39,11 @@ class Disclosures:
         page: str,
         shown: Iterable[Shown],
         interactions: Iterable[str],
-    ) -> bool:
-        """Record a page that showed ``shown``; nothing when it showed nothing. True if recorded."""
+    ) -> None:
+        """Record a page that showed ``shown``; nothing when it showed nothing."""
         kinds = sorted({kind.value for kind in shown})
         if not kinds:
-            return False
+            return
         with self._sessions() as session, session.begin():
             session.add(
                 StaffDisclosure(
@@ -70,26 +55,3 @@ class Disclosures:
                     at=self._clock(),
                 )
             )
-        return True
-
-    def of_customer(self, customer_id: str, limit: int = 100) -> list[Disclosure]:
-        """The customer's latest disclosures, newest first."""
-        table = StaffDisclosure
-        with self._sessions() as session:
-            rows = session.scalars(
-                sa.select(table)
-                .where(table.customer_id == customer_id)
-                .order_by(table.at.desc(), table.id.desc())
-                .limit(limit)
-            )
-            return [
-                Disclosure(
-                    row.actor,
-                    row.customer_id,
-                    row.page,
-                    tuple(row.shown),
-                    tuple(row.interactions),
-                    row.at,
-                )
-                for row in rows
-            ]
