@@ -344,7 +344,7 @@ class NotifyProvider(Provider):
         prepared.headers = CaseInsensitiveDict(
             {
                 **self._headers,
-                "Authorization": f"Bearer {self._tokens.token()}",
+                **self._auth(),
                 "Content-Type": "application/json",
                 "Content-Length": str(len(prepared.body)),
             }

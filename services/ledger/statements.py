@@ -1,4 +1,6 @@
-"""The dispatch's two PostgreSQL writes, each one statement rendered once per process.
+"""The ledger's one-statement PostgreSQL writes, each rendered once per process.
+
+The dispatch's two (the claim, SENT) and the API's accepted message.
 
 A dispatch writes four rows per message (the claim, its event, SENT, its event). Built with the
 ORM per call, each cost more worker CPU than the database spent on it; as text rendered once and
@@ -96,6 +98,29 @@ WITH sent AS (
 )
 SELECT * FROM sent
 """  # noqa: S608 - the only values formatted in are the column names above
+
+
+# The interaction PENDING and unclaimed unless its key exists, and its first event.
+ACCEPTED = """
+WITH accepted AS (
+    INSERT INTO interactions (interaction_uuid, customer_id, idempotency_key, channel, status,
+        recipient, recipient_hash, template_key, batch_id, meta_data, attempt_count,
+        claim_expires_at, created_at, updated_at)
+    VALUES (CAST(:interaction_uuid AS uuid), :customer_id, :idempotency_key,
+        CAST(:channel AS channel_type), CAST(:status AS interaction_status), :recipient,
+        :recipient_hash, :template_key, :batch_id, CAST(:meta_data AS jsonb), 0, NULL,
+        :now, :now)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), recorded AS (
+    INSERT INTO interaction_events (interaction_id, kind, from_status, to_status, outcome,
+        source, actor, occurred_at, recorded_at)
+    SELECT id, CAST(:kind AS event_kind), NULL, CAST(:status AS interaction_status), :outcome,
+        :source, :actor, :now, :now
+    FROM accepted
+)
+SELECT id FROM accepted
+"""
 
 
 class Prepared:
@@ -311,19 +336,21 @@ class ThreadConnections:
                 driver.close()
 
 
-first_attempt = Prepared(
-    FIRST_ATTEMPT,
-    {
-        "channel": _INTERACTIONS.channel.type,
-        "status": _INTERACTIONS.status.type,
-        "recipient": _INTERACTIONS.recipient.type,
-        "meta_data": _INTERACTIONS.meta_data.type,
-        "interaction_uuid": _INTERACTIONS.interaction_uuid.type,
-        "kind": _EVENTS.kind.type,
-        "now": _INTERACTIONS.created_at.type,
-    },
-    {"id": _INTERACTIONS.id.type},
-)
+# The typed parameters of a new interaction and its first event, as both inserts bind them.
+_NEW_ROW_BINDS = {
+    "channel": _INTERACTIONS.channel.type,
+    "status": _INTERACTIONS.status.type,
+    "recipient": _INTERACTIONS.recipient.type,
+    "meta_data": _INTERACTIONS.meta_data.type,
+    "interaction_uuid": _INTERACTIONS.interaction_uuid.type,
+    "kind": _EVENTS.kind.type,
+    "now": _INTERACTIONS.created_at.type,
+}
+
+first_attempt = Prepared(FIRST_ATTEMPT, _NEW_ROW_BINDS, {"id": _INTERACTIONS.id.type})
+
+# The API's accepted message: ``writes.accept`` on PostgreSQL, in the same one round trip.
+accepted = Prepared(ACCEPTED, _NEW_ROW_BINDS, {"id": _INTERACTIONS.id.type})
 
 sent = Prepared(
     SENT,

@@ -19,7 +19,7 @@ from models.enums import ChannelType, EventKind, InteractionStatus
 from models.event import InteractionEvent
 from models.interaction import CustomerInteraction
 from providers.base import SendReceipt
-from services.ledger import acceptance_statement, statements
+from services.ledger import statements
 from services.ledger.transitions import (
     EDGES,
     Move,
@@ -658,9 +658,8 @@ def _accept_in_one(
         source=entry.source,
         actor=entry.actor,
     )
-    inserted: int | None = (
-        session.connection().execute(acceptance_statement.accepted, params).scalar_one_or_none()
-    )
+    rows = _run(session, statements.accepted, params)
+    inserted: int | None = rows[0]["id"] if rows else None
     return inserted
 
 

@@ -182,8 +182,8 @@ class CommunicationService:
         The batch's gate is read in the pace's own round trip where the provider is paced; a
         held or dropped message raises BatchHeld having booked nothing.
         """
-        gates = self._batches if batch_id is not None else None
-        if gates is None or batch_id is None:
+        gates = self._batches
+        if batch_id is None or gates is None:
             return self._pace.admit(provider, channel)
         admission = self._pace.admit(provider, channel, gates.pace_gate(batch_id))
         verdict = gates.verdict_after(batch_id, admission, self._clock())
@@ -202,14 +202,15 @@ class CommunicationService:
         failure: str | None = None
         check = request.channel in suppression.SUPPRESSIBLE
         claim: Claim | None = None
-        alone = recipient is not None and self._alone is not None
-        if alone:
+        engine = self._alone if recipient is not None else None
+        alone = engine is not None
+        if engine is not None:
             # The usual case (an address given, a new key) is one statement on its own; what
             # else may have happened (a taken key, a suppressed or refused address) is found
             # out in a session below.
             address, failure = self._resolve_recipient(None, request, recipient)
-            if self._alone is not None and address is not None and failure is None:
-                claim = claims.claim_new(self._alone, request, address, now, lease, check)
+            if address is not None and failure is None:
+                claim = claims.claim_new(engine, request, address, now, lease, check)
         if claim is None:
             with self._sessions() as session, session.begin():
                 if not alone:
