@@ -19,12 +19,19 @@ from providers.base import (
 
 
 class FakeProvider(Provider):
-    """Accepts messages (after ``delay`` seconds), or raises the errors queued for it."""
+    """Accepts messages (after ``delay`` seconds), or raises the errors queued for it.
+
+    ``body`` and ``subject``: what its receipts say it rendered, as Notify and SMTP say.
+    """
 
     name = "fake"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(
+        self, delay: float = 0.0, body: str | None = None, subject: str | None = None
+    ) -> None:
         self.delay = delay
+        self.body = body
+        self.subject = subject
         self.sent: list[OutboundMessage] = []
         self.calls: Counter[str] = Counter()
         self._errors: list[ProviderError] = []
@@ -50,7 +57,7 @@ class FakeProvider(Provider):
             raise error
         with self._lock:
             self.sent.append(message)
-        return SendReceipt(provider=self.name, provider_reference=f"fake-{uuid.uuid4()}")
+        return SendReceipt(self.name, f"fake-{uuid.uuid4()}", body=self.body, subject=self.subject)
 
     def lookup(self, reference: str) -> LookupResult:
         with self._lock:

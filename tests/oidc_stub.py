@@ -84,8 +84,6 @@ class StubProvider:
     auth_used: list[str] = field(default_factory=list)
     # Provider sessions by cookie value: their public sid and the claims they sign in with.
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    logins: int = 0
-    logouts: list[dict[str, str]] = field(default_factory=list)
     reads: Counter[str] = field(default_factory=Counter)
     issued: list[str] = field(default_factory=list)
 
@@ -206,7 +204,6 @@ class OidcStub:
     def _login(self, form: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         """The login form's answer: a new provider session, and on to the client with a code."""
         query = {k: v[0] for k, v in parse_qs(form.get("request", "")).items()}
-        self.state.logins += 1
         cookie = secrets.token_urlsafe(16)
         signed_in = {"sid": secrets.token_urlsafe(8), "claims": dict(self.state.claims)}
         self.state.sessions[cookie] = signed_in
@@ -258,7 +255,6 @@ class OidcStub:
 
     def _end_session(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         """End the session the id_token_hint names; back to a registered address."""
-        self.state.logouts.append(query)
         keys = [key for _, key in self._retired] + [_key(self._generation)]
         hint: dict[str, Any] | None = None
         for key in keys:

@@ -33,6 +33,19 @@ def alone(request: pytest.FixtureRequest, pg_engine: sa.engine.Engine) -> sa.eng
     return pg_engine if request.param == "alone" else None
 
 
+@pytest.fixture
+def service_alone(
+    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+) -> CommunicationService:
+    """The worker's service: its usual writes each alone on the thread's own connection."""
+    return CommunicationService(
+        committed_pg.sessions,
+        ProviderRegistry.single(FakeProvider()),
+        test_settings,
+        alone=pg_engine,
+    )
+
+
 def test_twenty_threads_one_key_one_provider_call(
     committed_pg: Database, test_settings: Settings, alone: sa.engine.Engine | None
 ) -> None:
@@ -218,18 +231,12 @@ def test_writes_alone_fall_back_to_sessions_for_every_unusual_case(
 
 
 def test_a_thread_keeps_one_connection_for_its_writes_alone_and_the_pool_keeps_its_own(
-    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+    service_alone: CommunicationService, pg_engine: sa.engine.Engine
 ) -> None:
-    service = CommunicationService(
-        committed_pg.sessions,
-        ProviderRegistry.single(FakeProvider()),
-        test_settings,
-        alone=pg_engine,
-    )
     held = ThreadConnections.of(pg_engine)
 
     def send_and_say_backend(key: str) -> int:
-        result = service.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
+        result = service_alone.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
         assert result.outcome is DispatchOutcome.SENT
         backend: int = held.driver().get_backend_pid()
         return backend
@@ -252,17 +259,11 @@ def test_a_thread_keeps_one_connection_for_its_writes_alone_and_the_pool_keeps_i
 
 
 def test_once_one_thread_meets_a_lost_connection_the_older_ones_are_replaced_before_use(
-    committed_pg: Database, test_settings: Settings, pg_engine: sa.engine.Engine
+    service_alone: CommunicationService, pg_engine: sa.engine.Engine
 ) -> None:
-    service = CommunicationService(
-        committed_pg.sessions,
-        ProviderRegistry.single(FakeProvider()),
-        test_settings,
-        alone=pg_engine,
-    )
 
     def send(key: str) -> None:
-        service.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
+        service_alone.dispatch("C-1", "email", "welcome", {}, key, "ada@example.org")
 
     def thread_connection() -> Any:
         return ThreadConnections.of(pg_engine).driver()

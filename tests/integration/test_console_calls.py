@@ -17,7 +17,6 @@ from models.batch import Batch, BatchAction, BatchState
 from models.disclosure import StaffDisclosure
 from models.enums import ChannelType
 from models.interaction import CustomerInteraction
-from providers.base import OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
 from services.sending.communication import CommunicationService
 from tasks.dispatch import dispatch
@@ -34,18 +33,12 @@ SUBJECT = "Your benefit statement is ready"
 BODY = "Hello Ada,\n\nYour statement for November is ready to read in your account. " * 3
 
 
-class RenderingProvider(FakeProvider):
-    """Accepts every message and says what it sent, as Notify and SMTP do."""
-
-    def send(self, message: OutboundMessage) -> SendReceipt:
-        receipt = super().send(message)
-        return SendReceipt(receipt.provider, receipt.provider_reference, BODY, SUBJECT)
-
-
 @pytest.fixture
 def service(pg_db: Database, test_settings: Settings) -> CommunicationService:
     return CommunicationService(
-        pg_db.sessions, ProviderRegistry.single(RenderingProvider()), test_settings
+        pg_db.sessions,
+        ProviderRegistry.single(FakeProvider(body=BODY, subject=SUBJECT)),
+        test_settings,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import sqlalchemy as sa
 
@@ -188,14 +186,6 @@ def test_an_invalid_address_is_recorded_failed_without_echoing_it(
     assert provider.call_count == 0
 
 
-class _BodyProvider(FakeProvider):
-    """Answers with the rendered body and subject, as Notify does."""
-
-    def send(self, message: OutboundMessage) -> SendReceipt:
-        receipt = super().send(message)
-        return dataclasses.replace(receipt, body="Dear Ada", subject="Your letter")
-
-
 class _CallbackFirst(FakeProvider):
     """Delivers the message and reports it delivered before the send returns."""
 
@@ -213,7 +203,9 @@ def test_the_record_a_dispatch_returns_is_the_row_as_stored(
     db: Database, test_settings: Settings
 ) -> None:
     service = CommunicationService(
-        db.sessions, ProviderRegistry.single(_BodyProvider()), test_settings
+        db.sessions,
+        ProviderRegistry.single(FakeProvider(body="Dear Ada", subject="Your letter")),
+        test_settings,
     )
     result = send_email(service)
     with db.sessions() as session:

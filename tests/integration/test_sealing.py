@@ -13,7 +13,6 @@ from models.base import utcnow
 from models.crypto import KeyRing, install_keyring, keyring
 from models.sealing import SEALED_COLUMNS, Rewrite, resealer, rewrite_column
 from models.staff_session import StaffSession
-from providers.base import OutboundMessage, SendReceipt
 from providers.registry import ProviderRegistry
 from services.callbacks import inbox
 from services.callbacks.parsing import parse_notify
@@ -32,18 +31,10 @@ CANARY_REFUSED = "canary.7f3a@exampleorg"
 CANARY_ID_TOKEN = "eyJ.CANARY-ID-TOKEN-33z.sig"
 
 
-class SubjectProvider(FakeProvider):
-    """Accepts every message and says the subject it rendered, as Notify and SMTP do."""
-
-    def send(self, message: OutboundMessage) -> SendReceipt:
-        receipt = super().send(message)
-        return SendReceipt(receipt.provider, receipt.provider_reference, subject=CANARY_SUBJECT)
-
-
 @pytest.fixture
 def service(db: Database, test_settings: Settings) -> CommunicationService:
     return CommunicationService(
-        db.sessions, ProviderRegistry.single(SubjectProvider()), test_settings
+        db.sessions, ProviderRegistry.single(FakeProvider(subject=CANARY_SUBJECT)), test_settings
     )
 
 
@@ -127,7 +118,7 @@ def test_rotation_reseals_everything_and_the_old_key_can_go(
 ) -> None:
     db = committed_pg
     service = CommunicationService(
-        db.sessions, ProviderRegistry.single(SubjectProvider()), test_settings
+        db.sessions, ProviderRegistry.single(FakeProvider(subject=CANARY_SUBJECT)), test_settings
     )
     _fill(service, db)
     old = keyring()
